@@ -1,0 +1,40 @@
+"""`splatbrush` command line. Each subcommand lives in its own module and registers itself in `COMMANDS`.
+
+A subcommand module exposes `add_parser(subparsers)` which adds its parser and sets `func=run` where
+`run(args) -> int` is the exit code. Keep them thin: they parse, call the engine API, print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand module names under engine.cli, in the order `--help` lists them
+COMMANDS = ("info", "render", "convert")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="splatbrush", description="Stylize 3D Gaussian Splatting scenes.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"engine.cli.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as e:  # our errors are ValueError/RuntimeError subclasses
+        print(f"splatbrush {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
