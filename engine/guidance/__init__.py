@@ -1,0 +1,5 @@
+"""Guidance modules (loss terms on rendered views): one contract, see `base.py`."""
+
+from .base import Guidance, GuidanceBatch, StepInfo
+
+__all__ = ["Guidance", "GuidanceBatch", "StepInfo"]
