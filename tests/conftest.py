@@ -37,7 +37,9 @@ def make_random_scene(
     )
 
 
-def make_camera(width: int = 32, height: int = 24, distance: float = 4.0, azimuth_deg: float = 30.0) -> Camera:
+def make_camera(
+    width: int = 32, height: int = 24, distance: float = 4.0, azimuth_deg: float = 30.0
+) -> Camera:
     a = np.radians(azimuth_deg)
     eye = np.array([distance * np.sin(a), -0.8, -distance * np.cos(a)])
     return Camera.look_at(eye, np.zeros(3), np.array([0.0, -1.0, 0.0]), 50.0, width, height)

@@ -18,7 +18,7 @@ class CameraError(ValueError):
     """A camera (or a camera file) is malformed; the message names what is wrong."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Camera:
     world_to_camera: np.ndarray  # [4, 4] float64
     fx: float
@@ -52,6 +52,14 @@ class Camera:
         if self.width <= 0 or self.height <= 0:
             raise CameraError(f"image size must be positive, got {self.width}x{self.height}")
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Camera):
+            return NotImplemented
+        return bool(np.array_equal(self.world_to_camera, other.world_to_camera)) and (
+            (self.fx, self.fy, self.cx, self.cy, self.width, self.height)
+            == (other.fx, other.fy, other.cx, other.cy, other.width, other.height)
+        )
+
     # ------------------------------------------------------------------ derived
     @property
     def K(self) -> np.ndarray:  # [3, 3]
@@ -84,8 +92,16 @@ class Camera:
         if height is None:
             height = max(1, round(self.height * width / self.width))
         sx, sy = width / self.width, height / self.height
-        return Camera(self.world_to_camera.copy(), self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy,
-                      width, height, self.name)
+        return Camera(
+            self.world_to_camera.copy(),
+            self.fx * sx,
+            self.fy * sy,
+            self.cx * sx,
+            self.cy * sy,
+            width,
+            height,
+            self.name,
+        )
 
     def fit_to(self, size: int) -> Camera:
         """Scale so that the longer side is `size` pixels."""
@@ -110,7 +126,7 @@ class Camera:
         if np.linalg.norm(z) == 0:
             raise CameraError("look_at: eye and target coincide")
         z /= np.linalg.norm(z)
-        x = np.cross(z, -up)  # image x points right when image y (down) is -up
+        x = np.cross(-up, z)  # x = y cross z for a right-handed frame whose image y (down) is about -up
         if np.linalg.norm(x) < 1e-9:
             raise CameraError("look_at: viewing direction is parallel to up")
         x /= np.linalg.norm(x)
@@ -126,15 +142,27 @@ class Camera:
         return {
             "name": self.name,
             "world_to_camera": self.world_to_camera.tolist(),
-            "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
-            "width": self.width, "height": self.height,
+            "fx": self.fx,
+            "fy": self.fy,
+            "cx": self.cx,
+            "cy": self.cy,
+            "width": self.width,
+            "height": self.height,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> Camera:
         try:
-            return cls(np.asarray(d["world_to_camera"], dtype=np.float64), d["fx"], d["fy"], d["cx"], d["cy"],
-                       d["width"], d["height"], str(d.get("name", "")))
+            return cls(
+                np.asarray(d["world_to_camera"], dtype=np.float64),
+                d["fx"],
+                d["fy"],
+                d["cx"],
+                d["cy"],
+                d["width"],
+                d["height"],
+                str(d.get("name", "")),
+            )
         except KeyError as e:
             raise CameraError(f"camera is missing field {e.args[0]!r}") from None
         except (TypeError, ValueError) as e:

@@ -2,8 +2,8 @@
 
 A guidance module turns rendered views into named loss terms:
 
-    module = SomeGuidance(config, style_image, device)   # heavy set-up (models, style statistics) once per job
-    terms = module(batch)                                # dict[str, Tensor] of scalar losses, already weighted
+    module = SomeGuidance(config, style_image, device)  # heavy set-up (models, style statistics), once
+    terms = module(batch)  # dict[str, Tensor] of scalar losses, already weighted
 
 `batch` carries the renders of the views optimized at this step, their original (pre-stylization) renders,
 masks and the step's schedule information. The loop sums the returned terms (after the phase's weights)
@@ -33,7 +33,9 @@ class GuidanceBatch:
     originals: Tensor  # [B, 3, H, W] renders of the unstylized scene (no grad)
     masks: Tensor  # [B, 1, H, W] render alpha of the original scene, in [0, 1] (no grad)
     info: StepInfo
-    targets: Tensor | None = None  # [B, 3, H, W] 2D-stylized target views for RGB losses, when the phase has them
+    targets: Tensor | None = (
+        None  # [B, 3, H, W] 2D-stylized target views for RGB losses, when the phase has them
+    )
 
 
 class Guidance:

@@ -1,6 +1,7 @@
 """Differentiable rendering: one contract, several backends.
 
-    render(scene, camera, background=None, backend="auto") -> RenderOutput(image [H,W,3], alpha [H,W], depth [H,W])
+    render(scene, camera, background=None, backend="auto") -> RenderOutput
+        (image [H,W,3], alpha [H,W], depth [H,W])
 
 Backends (all follow gsplat's "classic" conventions, see `projection.py`):
     "torch"      the tiled pure-PyTorch rasterizer (CPU, or any device); the default without CUDA

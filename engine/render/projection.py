@@ -46,9 +46,15 @@ def quat_to_rotmat(quats: Tensor) -> Tensor:
     w, x, y, z = q.unbind(-1)
     return torch.stack(
         [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
         ],
         dim=-1,
     ).reshape(-1, 3, 3)
@@ -87,9 +93,9 @@ def project(scene: GaussianScene, camera: Camera, sh_degree: int | None = None) 
     tx = z_safe * torch.clamp(x * rz, -lim_x_neg, lim_x_pos)
     ty = z_safe * torch.clamp(y * rz, -lim_y_neg, lim_y_pos)
     zeros = torch.zeros_like(rz)
-    J = torch.stack(
-        [fx * rz, zeros, -fx * tx * rz * rz, zeros, fy * rz, -fy * ty * rz * rz], dim=-1
-    ).reshape(-1, 2, 3)
+    J = torch.stack([fx * rz, zeros, -fx * tx * rz * rz, zeros, fy * rz, -fy * ty * rz * rz], dim=-1).reshape(
+        -1, 2, 3
+    )
     cov2d = J @ cov_c @ J.transpose(1, 2)  # [N, 2, 2]
 
     # 3. Low-pass filter, inverse (conic), footprint radius.

@@ -31,7 +31,9 @@ def rasterize_reference(
     H, W = camera.height, camera.width
     dtype, device = scene.means.dtype, scene.means.device
     ys, xs = torch.meshgrid(
-        torch.arange(H, device=device, dtype=dtype), torch.arange(W, device=device, dtype=dtype), indexing="ij"
+        torch.arange(H, device=device, dtype=dtype),
+        torch.arange(W, device=device, dtype=dtype),
+        indexing="ij",
     )
     pix = torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1) + 0.5  # [P, 2] pixel centres
 

@@ -145,7 +145,9 @@ class GaussianScene:
         )
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> GaussianScene:
-        return GaussianScene(**{f.name: getattr(self, f.name).to(device=device, dtype=dtype) for f in fields(self)})
+        return GaussianScene(
+            **{f.name: getattr(self, f.name).to(device=device, dtype=dtype) for f in fields(self)}
+        )
 
     def clone(self) -> GaussianScene:
         return GaussianScene(**{f.name: getattr(self, f.name).detach().clone() for f in fields(self)})

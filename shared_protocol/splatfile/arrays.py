@@ -44,7 +44,12 @@ class SplatArrays:
             a = getattr(self, name)
             if tuple(a.shape) != shape:
                 raise ValueError(f"{name} has shape {tuple(a.shape)}, expected {shape}")
-        if self.sh.ndim != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3 or self.sh.shape[1] not in (1, 4, 9, 16):
+        if (
+            self.sh.ndim != 3
+            or self.sh.shape[0] != n
+            or self.sh.shape[2] != 3
+            or self.sh.shape[1] not in (1, 4, 9, 16)
+        ):
             raise ValueError(f"sh has shape {tuple(self.sh.shape)}, expected ({n}, 1|4|9|16, 3)")
         if n <= 0:
             raise ValueError("no Gaussians")
