@@ -1,0 +1,166 @@
+"""PlayCanvas / SuperSplat `.compressed.ply`: read (pure numpy). Writing it is not supported.
+
+Layout (learned from PlayCanvas splat-transform's decoder and gsplat's exporter; no code copied):
+
+- element `chunk`, one row per 256 splats (the last may hold fewer), float32: min_x min_y min_z max_x max_y
+  max_z, min_scale_x/y/z max_scale_x/y/z (log scales), and optionally min_r min_g min_b max_r max_g max_b
+  (12 or 18 properties). Without the colour range the colour bytes are the colour itself.
+- element `vertex`, four uint32 a splat:
+    packed_position  x: bits 21-31 (11), y: bits 11-20 (10), z: bits 0-10 (11); unorm, lerp in the chunk box
+    packed_rotation  bits 30-31: index of the largest component (dropped), then three 10-bit unorm fields
+                     (bits 20-29, 10-19, 0-9) holding the other components in order, each (v - 0.5) * sqrt(2);
+                     the largest is sqrt(1 - a^2 - b^2 - c^2). Components in file order rot_0..rot_3 (wxyz)
+    packed_scale     11-10-11 like the position, lerp between the chunk's min/max log scale
+    packed_color     r: bits 24-31, g: 16-23, b: 8-15, opacity: 0-7, each unorm 8 bits
+- optional element `sh`: uint8 f_rest_0..(3(K-1)-1), channel-major like INRIA; value = (n - 0.5) * 8 with
+  n = 0 for 0, 1 for 255, else (v + 0.5) / 256.
+
+Decoded to raw parameters: SH DC = (colour - 0.5) / SH_C0, opacity logit = log(a / (1 - a)) with `a` kept in
+[1e-6, 1 - 1e-6] so that fully transparent/opaque splats stay finite. Arithmetic is float64, stored float32.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .arrays import SplatArrays
+from .errors import SplatFileError
+from .ply import PlyHeader, nonfinite_report, read_ply_element, read_ply_header
+
+SH_C0 = 0.28209479177387814
+CHUNK_SIZE = 256
+OPACITY_EPS = 1e-6
+_BOX = ("min_x", "min_y", "min_z", "max_x", "max_y", "max_z")
+_SCALE = ("min_scale_x", "min_scale_y", "min_scale_z", "max_scale_x", "max_scale_y", "max_scale_z")
+_COLOR = ("min_r", "min_g", "min_b", "max_r", "max_g", "max_b")
+_PACKED = ("packed_position", "packed_rotation", "packed_scale", "packed_color")
+
+
+def is_compressed_ply_header(header: PlyHeader) -> bool:
+    """True when the header has a `chunk` element and a `vertex` element with packed_* properties."""
+    vertex = header.element("vertex")
+    return (
+        header.element("chunk") is not None and vertex is not None and vertex.property(_PACKED[0]) is not None
+    )
+
+
+def _check_layout(path: str | os.PathLike, header: PlyHeader) -> bool:
+    """Validate the compressed layout; returns whether chunks carry a colour range."""
+    chunk, vertex, sh = header.element("chunk"), header.element("vertex"), header.element("sh")
+    if chunk is None or vertex is None:
+        raise SplatFileError(path, "a compressed .ply needs elements 'chunk' and 'vertex'")
+    missing = [n for n in _BOX + _SCALE if chunk.property(n) is None]
+    if missing:
+        raise SplatFileError(path, f"element 'chunk' is missing properties: {', '.join(missing)}")
+    has_color = chunk.property("min_r") is not None
+    if has_color and any(chunk.property(n) is None for n in _COLOR):
+        raise SplatFileError(
+            path, f"element 'chunk' has a partial colour range (needs all of {', '.join(_COLOR)})"
+        )
+    bad = [p.name for p in chunk.properties if p.type not in ("float", "float32")]
+    if bad:
+        raise SplatFileError(path, f"chunk properties must be float, these are not: {', '.join(bad)}")
+    missing = [n for n in _PACKED if vertex.property(n) is None]
+    if missing:
+        raise SplatFileError(path, f"element 'vertex' is missing properties: {', '.join(missing)}")
+    bad = [n for n in _PACKED if vertex.property(n).type not in ("uint", "uint32")]
+    if bad:
+        raise SplatFileError(path, f"vertex properties must be uint, these are not: {', '.join(bad)}")
+    if vertex.count == 0:
+        raise SplatFileError(path, "the compressed PLY has 0 vertices (an empty scene)")
+    expected_chunks = -(-vertex.count // CHUNK_SIZE)
+    if chunk.count != expected_chunks:
+        raise SplatFileError(
+            path,
+            f"{chunk.count} chunks for {vertex.count} vertices; expected ceil({vertex.count}/{CHUNK_SIZE}) = "
+            f"{expected_chunks} (the vertex or chunk count in the header is wrong)",
+        )
+    if sh is not None:
+        if sh.count != vertex.count:
+            raise SplatFileError(path, f"element 'sh' has {sh.count} rows for {vertex.count} vertices")
+        names = [f"f_rest_{i}" for i in range(len(sh.properties))]
+        if len(names) not in (0, 9, 24, 45) or sh.names != names:
+            raise SplatFileError(path, "element 'sh' must hold uchar f_rest_0..f_rest_{8|23|44} in order")
+        if any(p.type not in ("uchar", "uint8") for p in sh.properties):
+            raise SplatFileError(path, "element 'sh' properties must be uchar")
+    return has_color
+
+
+def _unorm(v: np.ndarray, shift: int, bits: int) -> np.ndarray:
+    mask = (1 << bits) - 1
+    return ((v >> np.uint32(shift)) & np.uint32(mask)).astype(np.float64) / mask
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return a * (1.0 - t) + b * t
+
+
+def read_compressed_ply(path: str | os.PathLike, check_finite: bool = True) -> SplatArrays:
+    header = read_ply_header(path)
+    has_color = _check_layout(path, header)
+    chunks = read_ply_element(path, header, "chunk")
+    vertex = read_ply_element(path, header, "vertex")
+    n = vertex.shape[0]
+    ci = np.arange(n) // CHUNK_SIZE  # chunk of each splat
+
+    def chunk_col(name: str) -> np.ndarray:
+        return chunks[name].astype(np.float64)[ci]
+
+    pos = vertex["packed_position"]
+    means = np.empty((n, 3), np.float32)
+    for axis, (shift, bits) in enumerate(((21, 11), (11, 10), (0, 11))):
+        lo, hi = chunk_col(_BOX[axis]), chunk_col(_BOX[axis + 3])
+        means[:, axis] = _lerp(lo, hi, _unorm(pos, shift, bits))
+
+    scl = vertex["packed_scale"]
+    log_scales = np.empty((n, 3), np.float32)
+    for axis, (shift, bits) in enumerate(((21, 11), (11, 10), (0, 11))):
+        lo, hi = chunk_col(_SCALE[axis]), chunk_col(_SCALE[axis + 3])
+        log_scales[:, axis] = _lerp(lo, hi, _unorm(scl, shift, bits))
+
+    rot = vertex["packed_rotation"]
+    norm = 1.0 / (np.sqrt(2.0) * 0.5)
+    abc = np.stack([(_unorm(rot, s, 10) - 0.5) * norm for s in (20, 10, 0)], axis=1)  # [N, 3]
+    largest = np.sqrt(np.maximum(0.0, 1.0 - (abc * abc).sum(axis=1)))
+    which = (rot >> np.uint32(30)).astype(np.int64)
+    q = np.empty((n, 4), np.float64)
+    # component order: the three stored ones fill the slots other than `which`, in order
+    slots = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[which]  # [N, 3]
+    rows = np.arange(n)[:, None]
+    q[rows, slots] = abc
+    q[np.arange(n), which] = largest
+    quats = q.astype(np.float32)
+
+    col = vertex["packed_color"]
+    rgb = np.stack([_unorm(col, s, 8) for s in (24, 16, 8)], axis=1)  # [N, 3] in [0, 1]
+    if has_color:
+        lo = np.stack([chunk_col(c) for c in _COLOR[:3]], axis=1)
+        hi = np.stack([chunk_col(c) for c in _COLOR[3:]], axis=1)
+        rgb = _lerp(lo, hi, rgb)
+    alpha = np.clip(_unorm(col, 0, 8), OPACITY_EPS, 1.0 - OPACITY_EPS)
+    opacity_logits = np.log(alpha / (1.0 - alpha)).astype(np.float32)
+
+    k = 1
+    rest = None
+    if header.element("sh") is not None and header.element("sh").properties:
+        sh_rows = read_ply_element(path, header, "sh")
+        m = len(sh_rows.dtype.names)
+        k = m // 3 + 1
+        raw = sh_rows.view(np.uint8).reshape(n, m).astype(np.float64)
+        unit = np.where(raw == 0, 0.0, np.where(raw == 255, 1.0, (raw + 0.5) / 256.0))
+        rest = ((unit - 0.5) * 8.0).reshape(n, 3, k - 1).transpose(0, 2, 1)
+    sh = np.empty((n, k, 3), np.float32)
+    sh[:, 0, :] = (rgb - 0.5) / SH_C0
+    if rest is not None:
+        sh[:, 1:, :] = rest
+
+    arrays = SplatArrays(means, quats, log_scales, opacity_logits, sh)
+    if check_finite:
+        report = nonfinite_report(
+            {"position": means, "rotation": quats, "scale": log_scales, "colour": arrays.sh}
+        )
+        if report:
+            raise SplatFileError(path, f"non-finite values after decoding (bad chunk ranges?): {report}")
+    return arrays
