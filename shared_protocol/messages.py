@@ -1,0 +1,567 @@
+"""Typed messages of protocol version 1. Each message is a dataclass with `TYPE` (its wire name),
+`to_wire() -> (body, arrays)` and `from_wire(body, arrays)`, which validates every field and raises
+ProtocolError naming the bad one. Unknown fields are refused (a new field means a new protocol version).
+
+Requests (client -> engine) and the reply each gets:
+    hello      -> welcome      version negotiation: the client lists the versions it speaks
+    ping       -> pong         liveness; arrays sent in `echo` come back (protocol benchmark)
+    submit     -> job          a new job (Gaussians, style image, cameras, settings); `watch` subscribes
+    status     -> job          one job's JobInfo
+    watch      -> job          subscribe to a job's progress/preview events (reconnect: watch again)
+    unwatch    -> ok
+    cancel     -> job          effective within one optimizer step
+    result     -> result_data  the stylized Gaussians + report of a `done` job
+    list_jobs  -> jobs
+    clean      -> cleaned      delete finished jobs (all, or the given ids) from the engine's state dir
+    shutdown   -> ok           the engine checkpoints the running job and exits
+Any request may instead get `error` {code, message}.
+Events (engine -> watching clients, rid null): progress, preview, heartbeat.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import fields as F
+from .codec import DEFAULT_LIMITS, CodecLimits, decode, encode
+from .errors import ProtocolError, UnknownMessageType, VersionMismatch
+from .splatfile.arrays import GAUSSIAN_FIELDS, SplatArrays
+
+PROTOCOL_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+MAX_CAMERAS = 4096
+DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]{1,2})?)$")
+PRESET_RE = re.compile(r"^[a-z0-9_\-]{1,32}$")
+
+
+# ----------------------------------------------------------------------------------------------- payloads
+@dataclass
+class JobSettings:
+    """What a job runs. None means the preset's default."""
+
+    preset: str = "default"
+    """Preset name of `engine.stylize.StylizeConfig.from_preset`."""
+    steps: int | None = None
+    """Optimizer steps."""
+    size: int | None = None
+    """Render size (long side, pixels) during optimization."""
+    views: int | None = None
+    """Number of training views (when cameras are generated)."""
+    seed: int = 0
+    device: str = "auto"
+    """auto | cpu | mps | cuda | cuda:N"""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("preset", "steps", "size", "views", "seed", "device")}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "settings") -> JobSettings:
+        if not isinstance(d, dict):
+            raise ProtocolError(f"{where} must be an object")
+        F.check_keys(where, d, set(), {"preset", "steps", "size", "views", "seed", "device"})
+        return cls(
+            preset=F.req_str(f"{where}.preset", d.get("preset", "default"), 32, PRESET_RE),
+            steps=F.opt_int(f"{where}.steps", d.get("steps"), 1, 1_000_000),
+            size=F.opt_int(f"{where}.size", d.get("size"), 8, 16384),
+            views=F.opt_int(f"{where}.views", d.get("views"), 1, 100_000),
+            seed=F.req_int(f"{where}.seed", d.get("seed", 0), 0, 2**63 - 1),
+            device=F.req_str(f"{where}.device", d.get("device", "auto"), 16, DEVICE_RE),
+        )
+
+
+@dataclass
+class JobInfo:
+    """A job's public status (status.json on the engine, `jobs show --json` on the command line)."""
+
+    id: str
+    state: str  # queued | running | done | failed | cancelled
+    step: int = 0
+    total_steps: int = 0
+    phase: str = ""
+    name: str = ""
+    created: float = 0.0
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    num_gaussians: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+    losses: dict[str, float] = field(default_factory=dict)
+    resumes: int = 0
+    """How many times the job was resumed from a checkpoint (engine restarts)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "job") -> JobInfo:
+        if not isinstance(d, dict):
+            raise ProtocolError(f"{where} must be an object")
+        F.check_keys(where, d, {"id", "state"}, set(cls.__dataclass_fields__))
+        return cls(
+            id=F.job_id(f"{where}.id", d["id"]),
+            state=F.job_state(f"{where}.state", d["state"]),
+            step=F.req_int(f"{where}.step", d.get("step", 0), 0, 10**9),
+            total_steps=F.req_int(f"{where}.total_steps", d.get("total_steps", 0), 0, 10**9),
+            phase=F.req_str(f"{where}.phase", d.get("phase", ""), 64),
+            name=F.req_str(f"{where}.name", d.get("name", ""), 256),
+            created=F.req_float(f"{where}.created", d.get("created", 0.0)),
+            started=F.opt_float(f"{where}.started", d.get("started")),
+            finished=F.opt_float(f"{where}.finished", d.get("finished")),
+            error=F.opt_str(f"{where}.error", d.get("error"), 4096),
+            num_gaussians=F.req_int(f"{where}.num_gaussians", d.get("num_gaussians", 0), 0, 2**40),
+            settings=JobSettings.from_dict(d.get("settings", {}), f"{where}.settings").to_dict(),
+            losses=F.float_dict(f"{where}.losses", d.get("losses", {})),
+            resumes=F.req_int(f"{where}.resumes", d.get("resumes", 0), 0, 10**6),
+        )
+
+
+def splat_to_arrays(g: SplatArrays, prefix: str = "g.") -> dict[str, np.ndarray]:
+    out = {prefix + name: np.asarray(getattr(g, name), np.float32) for name in GAUSSIAN_FIELDS}
+    out.update({f"{prefix}extra.{k}": np.asarray(v, np.float32) for k, v in g.extra.items()})
+    return out
+
+
+def splat_from_arrays(arrays: dict[str, np.ndarray], where: str, prefix: str = "g.") -> SplatArrays:
+    mine = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+    missing = [n for n in GAUSSIAN_FIELDS if n not in mine]
+    if missing:
+        raise ProtocolError(f"{where}: Gaussian array(s) {missing} missing")
+    extra = {}
+    for k, v in mine.items():
+        if k in GAUSSIAN_FIELDS:
+            continue
+        if not k.startswith("extra.") or not F.NAME_RE.match(k[6:]):
+            raise ProtocolError(f"{where}: unexpected array {prefix + k!r}")
+        extra[k[6:]] = v
+    for k, v in mine.items():
+        if v.dtype != np.float32:
+            raise ProtocolError(f"{where}: array {prefix + k!r} must be float32, got {v.dtype}")
+    g = SplatArrays(**{n: mine[n] for n in GAUSSIAN_FIELDS}, extra=extra)
+    try:
+        g.check()
+    except ValueError as e:
+        raise ProtocolError(f"{where}: {e}") from None
+    return g
+
+
+def _only_arrays(where: str, arrays: dict[str, np.ndarray], allowed: set[str]) -> None:
+    bad = set(arrays) - allowed
+    if bad:
+        raise ProtocolError(f"{where}: unexpected array(s) {sorted(bad)}")
+
+
+# ----------------------------------------------------------------------------------------------- messages
+class Message:
+    TYPE: ClassVar[str]
+
+    def to_wire(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}, {}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_wire(cls, body: dict[str, Any], arrays: dict[str, np.ndarray]) -> Message:
+        raise NotImplementedError
+
+
+@dataclass
+class _JobRef(Message):
+    job_id: str
+
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys(cls.TYPE, body, {"job_id"})
+        _only_arrays(cls.TYPE, arrays, set())
+        return cls(job_id=F.job_id(f"{cls.TYPE}.job_id", body["job_id"]))
+
+
+@dataclass
+class _Empty(Message):
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys(cls.TYPE, body, set())
+        _only_arrays(cls.TYPE, arrays, set())
+        return cls()
+
+
+@dataclass
+class Hello(Message):
+    TYPE: ClassVar[str] = "hello"
+    versions: list[int] = field(default_factory=lambda: list(SUPPORTED_VERSIONS))
+    client: str = ""
+
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys("hello", body, {"versions"}, {"client"})
+        _only_arrays("hello", arrays, set())
+        vs = body["versions"]
+        if not isinstance(vs, list) or not 0 < len(vs) <= 32:
+            raise ProtocolError("hello.versions must be a non-empty list of protocol versions")
+        return cls(
+            [F.req_int("hello.versions[]", v, 1, 999) for v in vs],
+            F.req_str("hello.client", body.get("client", ""), 128),
+        )
+
+
+@dataclass
+class Welcome(Message):
+    TYPE: ClassVar[str] = "welcome"
+    version: int
+    server: str
+    limits: dict[str, Any] = field(default_factory=dict)
+    devices: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys("welcome", body, {"version", "server"}, {"limits", "devices"})
+        devs = body.get("devices", [])
+        if not isinstance(devs, list) or len(devs) > 64:
+            raise ProtocolError("welcome.devices must be a list of device names")
+        return cls(
+            F.req_int("welcome.version", body["version"], 1, 999),
+            F.req_str("welcome.server", body["server"], 128),
+            F.json_dict("welcome.limits", body.get("limits", {})),
+            [F.req_str("welcome.devices[]", d, 32) for d in devs],
+        )
+
+
+@dataclass
+class Ping(Message):
+    TYPE: ClassVar[str] = "ping"
+    echo: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def to_wire(self):
+        return {}, {f"echo.{k}": v for k, v in self.echo.items()}
+
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys("ping", body, set())
+        _only_arrays("ping", arrays, {k for k in arrays if k.startswith("echo.")})
+        return cls({k[5:]: v for k, v in arrays.items()})
+
+
+@dataclass
+class Pong(Message):
+    TYPE: ClassVar[str] = "pong"
+    server: str
+    time: float
+    jobs: dict[str, int] = field(default_factory=dict)
+    echo: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def to_wire(self):
+        return {"server": self.server, "time": self.time, "jobs": self.jobs}, {
+            f"echo.{k}": v for k, v in self.echo.items()
+        }
+
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys("pong", body, {"server", "time"}, {"jobs"})
+        _only_arrays("pong", arrays, {k for k in arrays if k.startswith("echo.")})
+        jobs = body.get("jobs", {})
+        if not isinstance(jobs, dict):
+            raise ProtocolError("pong.jobs must be an object of state: count")
+        return cls(
+            F.req_str("pong.server", body["server"], 128),
+            F.req_float("pong.time", body["time"]),
+            {
+                F.job_state("pong.jobs key", k): F.req_int(f"pong.jobs[{k}]", v, 0, 10**9)
+                for k, v in jobs.items()
+            },
+            {k[5:]: v for k, v in arrays.items()},
+        )
+
+
+@dataclass
+class Submit(Message):
+    TYPE: ClassVar[str] = "submit"
+    gaussians: SplatArrays
+    style_image: np.ndarray  # [H, W, 3] uint8
+    cameras: list[dict[str, Any]] | None = None
+    settings: JobSettings = field(default_factory=JobSettings)
+    name: str = ""
+    watch: bool = True
+    """Subscribe the submitting client to the job's events (no race with a separate watch)."""
+
+    def to_wire(self):
+        body = {
+            "cameras": self.cameras,
+            "settings": self.settings.to_dict(),
+            "name": self.name,
+            "watch": self.watch,
+        }
+        arrays = splat_to_arrays(self.gaussians)
+        arrays["style"] = np.asarray(self.style_image)
+        return body, arrays
+
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys("submit", body, {"settings"}, {"cameras", "name", "watch"})
+        cams = body.get("cameras")
+        if cams is not None:
+            if not isinstance(cams, list) or not 0 < len(cams) <= MAX_CAMERAS:
+                raise ProtocolError(f"submit.cameras must be null or a list of 1..{MAX_CAMERAS} cameras")
+            cams = [F.camera_dict(f"submit.cameras[{i}]", c) for i, c in enumerate(cams)]
+        if "style" not in arrays:
+            raise ProtocolError("submit: the style image array 'style' is missing")
+        _only_arrays("submit", arrays, {"style"} | {k for k in arrays if k.startswith("g.")})
+        return cls(
+            gaussians=splat_from_arrays(arrays, "submit"),
+            style_image=F.image_array("submit.style", arrays["style"]),
+            cameras=cams,
+            settings=JobSettings.from_dict(body["settings"], "submit.settings"),
+            name=F.req_str("submit.name", body.get("name", ""), 256),
+            watch=F.req_bool("submit.watch", body.get("watch", True)),
+        )
+
+
+@dataclass
+class Status(_JobRef):
+    TYPE: ClassVar[str] = "status"
+
+
+@dataclass
+class Watch(_JobRef):
+    TYPE: ClassVar[str] = "watch"
+
+
+@dataclass
+class Unwatch(_JobRef):
+    TYPE: ClassVar[str] = "unwatch"
+
+
+@dataclass
+class Cancel(_JobRef):
+    TYPE: ClassVar[str] = "cancel"
+
+
+@dataclass
+class Result(_JobRef):
+    TYPE: ClassVar[str] = "result"
+
+
+@dataclass
+class ListJobs(_Empty):
+    TYPE: ClassVar[str] = "list_jobs"
+
+
+@dataclass
+class Shutdown(_Empty):
+    TYPE: ClassVar[str] = "shutdown"
+
+
+@dataclass
+class Clean(Message):
+    TYPE: ClassVar[str] = "clean"
+    job_ids: list[str] | None = None
+    """None: every finished (done/failed/cancelled) job."""
+
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys("clean", body, set(), {"job_ids"})
+        _only_arrays("clean", arrays, set())
+        ids = body.get("job_ids")
+        if ids is not None:
+            if not isinstance(ids, list) or len(ids) > 100_000:
+                raise ProtocolError("clean.job_ids must be null or a list of job ids")
+            ids = [F.job_id("clean.job_ids[]", j) for j in ids]
+        return cls(ids)
+
+
+@dataclass
+class JobReply(Message):
+    TYPE: ClassVar[str] = "job"
+    job: JobInfo
+
+    def to_wire(self):
+        return {"job": self.job.to_dict()}, {}
+
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys("job", body, {"job"})
+        return cls(JobInfo.from_dict(body["job"]))
+
+
+@dataclass
+class JobList(Message):
+    TYPE: ClassVar[str] = "jobs"
+    jobs: list[JobInfo]
+
+    def to_wire(self):
+        return {"jobs": [j.to_dict() for j in self.jobs]}, {}
+
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys("jobs", body, {"jobs"})
+        if not isinstance(body["jobs"], list):
+            raise ProtocolError("jobs.jobs must be a list")
+        return cls([JobInfo.from_dict(j, "jobs[]") for j in body["jobs"]])
+
+
+@dataclass
+class ResultData(Message):
+    TYPE: ClassVar[str] = "result_data"
+    job_id: str
+    gaussians: SplatArrays
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def to_wire(self):
+        return {"job_id": self.job_id, "report": self.report}, splat_to_arrays(self.gaussians)
+
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys("result_data", body, {"job_id"}, {"report"})
+        return cls(
+            F.job_id("result_data.job_id", body["job_id"]),
+            splat_from_arrays(arrays, "result_data"),
+            F.json_dict("result_data.report", body.get("report", {})),
+        )
+
+
+@dataclass
+class Cleaned(Message):
+    TYPE: ClassVar[str] = "cleaned"
+    removed: list[str]
+
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys("cleaned", body, {"removed"})
+        if not isinstance(body["removed"], list):
+            raise ProtocolError("cleaned.removed must be a list of job ids")
+        return cls([F.job_id("cleaned.removed[]", j) for j in body["removed"]])
+
+
+@dataclass
+class Ok(Message):
+    TYPE: ClassVar[str] = "ok"
+    message: str = ""
+
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys("ok", body, set(), {"message"})
+        return cls(F.req_str("ok.message", body.get("message", ""), 1024))
+
+
+@dataclass
+class Error(Message):
+    TYPE: ClassVar[str] = "error"
+    code: str
+    message: str
+
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys("error", body, {"code", "message"})
+        return cls(
+            F.req_str("error.code", body["code"], 64), F.req_str("error.message", body["message"], 8192)
+        )
+
+
+@dataclass
+class Progress(Message):
+    TYPE: ClassVar[str] = "progress"
+    job_id: str
+    state: str
+    step: int = 0
+    total_steps: int = 0
+    phase: str = ""
+    losses: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys(
+            "progress", body, {"job_id", "state"}, {"step", "total_steps", "phase", "losses", "message"}
+        )
+        _only_arrays("progress", arrays, set())
+        return cls(
+            F.job_id("progress.job_id", body["job_id"]),
+            F.job_state("progress.state", body["state"]),
+            F.req_int("progress.step", body.get("step", 0), 0, 10**9),
+            F.req_int("progress.total_steps", body.get("total_steps", 0), 0, 10**9),
+            F.req_str("progress.phase", body.get("phase", ""), 64),
+            F.float_dict("progress.losses", body.get("losses", {})),
+            F.req_str("progress.message", body.get("message", ""), 4096),
+        )
+
+
+@dataclass
+class Preview(Message):
+    TYPE: ClassVar[str] = "preview"
+    job_id: str
+    step: int
+    image: np.ndarray  # [H, W, 3] uint8
+
+    def to_wire(self):
+        return {"job_id": self.job_id, "step": self.step}, {"image": self.image}
+
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys("preview", body, {"job_id", "step"})
+        _only_arrays("preview", arrays, {"image"})
+        return cls(
+            F.job_id("preview.job_id", body["job_id"]),
+            F.req_int("preview.step", body["step"], 0, 10**9),
+            F.image_array("preview.image", arrays.get("image")),
+        )
+
+
+@dataclass
+class Heartbeat(Message):
+    TYPE: ClassVar[str] = "heartbeat"
+    time: float
+    server: str = ""
+
+    @classmethod
+    def from_wire(cls, body, arrays):
+        F.check_keys("heartbeat", body, {"time"}, {"server"})
+        return cls(
+            F.req_float("heartbeat.time", body["time"]),
+            F.req_str("heartbeat.server", body.get("server", ""), 128),
+        )
+
+
+REQUESTS: tuple[type[Message], ...] = (
+    Hello,
+    Ping,
+    Submit,
+    Status,
+    Watch,
+    Unwatch,
+    Cancel,
+    Result,
+    ListJobs,
+    Clean,
+    Shutdown,
+)
+REPLIES: tuple[type[Message], ...] = (Welcome, Pong, JobReply, JobList, ResultData, Cleaned, Ok, Error)
+EVENTS: tuple[type[Message], ...] = (Progress, Preview, Heartbeat)
+MESSAGE_TYPES: dict[str, type[Message]] = {c.TYPE: c for c in (*REQUESTS, *REPLIES, *EVENTS)}
+
+
+# ----------------------------------------------------------------------------------------------- envelope
+def encode_message(msg: Message, rid: str | None = None, version: int = PROTOCOL_VERSION) -> list[Any]:
+    body, arrays = msg.to_wire()
+    return encode(msg.TYPE, body, arrays, rid=rid, version=version)
+
+
+def decode_message(frames: list[Any], limits: CodecLimits = DEFAULT_LIMITS) -> tuple[Message, str | None]:
+    """(message, rid). Raises ProtocolError subclasses naming the problem."""
+    d = decode(frames, limits)
+    if d.version not in SUPPORTED_VERSIONS and d.type != "hello":
+        raise VersionMismatch(
+            f"protocol version {d.version} is not supported (this side speaks {SUPPORTED_VERSIONS})"
+        )
+    cls = MESSAGE_TYPES.get(d.type)
+    if cls is None:
+        raise UnknownMessageType(f"unknown message type {d.type!r:.40} (known: {sorted(MESSAGE_TYPES)})")
+    return cls.from_wire(d.body, d.arrays), d.rid
+
+
+def negotiate(client_versions: list[int]) -> int:
+    """The highest version both sides speak, or VersionMismatch."""
+    common = set(client_versions) & set(SUPPORTED_VERSIONS)
+    if not common:
+        theirs, ours = sorted(client_versions), list(SUPPORTED_VERSIONS)
+        raise VersionMismatch(f"no common protocol version: client speaks {theirs}, engine {ours}")
+    return max(common)

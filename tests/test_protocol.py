@@ -1,0 +1,215 @@
+"""Wire protocol: every message type round-trips, the codec splits/joins frames and refuses bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from shared_protocol import messages as M
+from shared_protocol.codec import CodecLimits, decode, encode, recv_limited
+from shared_protocol.errors import MessageTooLarge, ProtocolError, UnknownMessageType, VersionMismatch
+from shared_protocol.splatfile import SplatArrays
+
+
+def make_arrays(n: int = 50, k: int = 4, seed: int = 0) -> SplatArrays:
+    r = np.random.default_rng(seed)
+    return SplatArrays(
+        means=r.normal(size=(n, 3)).astype(np.float32),
+        quats=r.normal(size=(n, 4)).astype(np.float32),
+        log_scales=r.normal(size=(n, 3)).astype(np.float32) - 3,
+        opacity_logits=r.normal(size=n).astype(np.float32),
+        sh=r.normal(size=(n, k, 3)).astype(np.float32),
+        extra={"nx": r.normal(size=n).astype(np.float32)},
+    )
+
+
+def splat_equal(a: SplatArrays, b: SplatArrays) -> bool:
+    same = all(np.array_equal(getattr(a, f), getattr(b, f)) for f in M.GAUSSIAN_FIELDS)
+    return (
+        same
+        and a.extra.keys() == b.extra.keys()
+        and all(np.array_equal(a.extra[k], b.extra[k]) for k in a.extra)
+    )
+
+
+CAM = {
+    "name": "c0",
+    "world_to_camera": np.eye(4).tolist(),
+    "fx": 50.0,
+    "fy": 50.0,
+    "cx": 16.0,
+    "cy": 12.0,
+    "width": 32,
+    "height": 24,
+}
+INFO = M.JobInfo(
+    id="0123456789ab",
+    state="running",
+    step=3,
+    total_steps=10,
+    phase="optimize",
+    name="x",
+    created=1.5,
+    started=2.5,
+    settings=M.JobSettings(preset="fast", steps=10).to_dict(),
+    losses={"style": 0.5},
+)
+IMG = np.random.default_rng(1).integers(0, 255, (12, 16, 3), dtype=np.uint8)
+
+EXAMPLES: list[M.Message] = [
+    M.Hello([1, 2], "test"),
+    M.Welcome(1, "engine", {"max_gaussians": 10}, ["cpu"]),
+    M.Ping({"a": np.arange(5, dtype=np.float32)}),
+    M.Pong("engine", 3.0, {"queued": 1}, {"a": np.arange(3, dtype=np.int64)}),
+    M.Submit(make_arrays(), IMG, [CAM], M.JobSettings("fast", 5, 64, 4, 7, "cpu"), "name", True),
+    M.Submit(make_arrays(k=1), IMG, None, M.JobSettings(), "", False),
+    M.Status("0123456789ab"),
+    M.Watch("0123456789ab"),
+    M.Unwatch("0123456789ab"),
+    M.Cancel("0123456789ab"),
+    M.Result("0123456789ab"),
+    M.ListJobs(),
+    M.Clean(None),
+    M.Clean(["0123456789ab"]),
+    M.Shutdown(),
+    M.JobReply(INFO),
+    M.JobList([INFO, M.JobInfo(id="ffffffffffff", state="done", settings=M.JobSettings().to_dict())]),
+    M.ResultData("0123456789ab", make_arrays(seed=3), {"time_s": 1.0, "nested": {"a": [1, 2]}}),
+    M.Cleaned(["0123456789ab"]),
+    M.Ok("bye"),
+    M.Error("not_found", "no job"),
+    M.Progress("0123456789ab", "running", 4, 10, "optimize", {"style": 0.25}, "hi"),
+    M.Preview("0123456789ab", 4, IMG),
+    M.Heartbeat(12.0, "engine"),
+]
+
+
+def assert_same(a, b):
+    assert type(a) is type(b)
+    for k in [f.name for f in dataclasses.fields(a)]:
+        x, y = getattr(a, k), getattr(b, k)
+        if isinstance(x, SplatArrays):
+            assert splat_equal(x, y), k
+        elif isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype and np.array_equal(x, y), k
+        elif isinstance(x, dict) and any(isinstance(v, np.ndarray) for v in x.values()):
+            assert x.keys() == y.keys() and all(np.array_equal(x[i], y[i]) for i in x), k
+        elif k == "cameras" and x is not None:
+            assert [dict(c) for c in x] == y
+        else:
+            assert x == y, k
+
+
+def test_every_message_type_round_trips():
+    covered = {type(m).TYPE for m in EXAMPLES}
+    assert covered == set(M.MESSAGE_TYPES), set(M.MESSAGE_TYPES) - covered
+    for msg in EXAMPLES:
+        frames = M.encode_message(msg, rid="r1")
+        back, rid = M.decode_message([bytes(f) for f in frames])
+        assert rid == "r1"
+        assert_same(msg, back)
+
+
+def test_big_arrays_split_into_frames_and_rejoin():
+    a = np.random.default_rng(0).normal(size=(1000, 7)).astype(np.float32)  # 28000 bytes
+    frames = encode("ping", {}, {"echo.a": a, "echo.b": np.zeros(0, np.float32)}, frame_bytes=4096)
+    header = json.loads(bytes(frames[0]))
+    assert header["arrays"][0]["frames"] == 7 and len(frames) == 1 + 7 + 1
+    assert all(len(f) <= 4096 for f in frames[1:])
+    d = decode([bytes(f) for f in frames])
+    assert np.array_equal(d.arrays["echo.a"], a) and d.arrays["echo.b"].shape == (0,)
+    assert d.arrays["echo.a"].flags.writeable
+
+
+def _frames(msg=None):
+    return [bytes(f) for f in M.encode_message(msg or M.Preview("0123456789ab", 1, IMG), rid="x")]
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda f: f[:1], "truncated"),
+        (lambda f: f + [b"junk"], "beyond"),
+        (lambda f: [b"\xff\xfe"] + f[1:], "UTF-8 JSON"),
+        (lambda f: [b"[1,2]"] + f[1:], "JSON object"),
+        (lambda f: [], "empty"),
+        (lambda f: [f[0]] + [f[1][:-1]], "needs"),
+        (lambda f: [f[0].replace(b'"|u1"', b'"|O"')] + f[1:], "not allowed"),
+        (lambda f: [f[0].replace(b'"step":1', b'"step":"1"')] + f[1:], "preview.step"),
+        (lambda f: [f[0].replace(b'"0123456789ab"', b'"../../etc"')] + f[1:], "not a job id"),
+        (lambda f: [f[0].replace(b'"step":1', b'"step":1,"evil":2')] + f[1:], "unknown field"),
+        (lambda f: [f[0].replace(b'"splatbrush"', b'"other"')] + f[1:], "proto"),
+    ],
+)
+def test_codec_refuses_malformed_messages(mutate, match):
+    with pytest.raises(ProtocolError, match=match):
+        M.decode_message(mutate(_frames()))
+
+
+def test_unknown_type_and_version():
+    f = _frames(M.Ok("x"))
+    with pytest.raises(UnknownMessageType):
+        M.decode_message([f[0].replace(b'"ok"', b'"rm_rf"')])
+    with pytest.raises(VersionMismatch):
+        M.decode_message([f[0].replace(b'"v":1', b'"v":7')])
+    assert M.negotiate([1, 5]) == 1
+    with pytest.raises(VersionMismatch, match="no common"):
+        M.negotiate([5, 6])
+
+
+def test_limits_refuse_oversized_messages():
+    limits = CodecLimits(max_message_bytes=500, max_frames=4)
+    with pytest.raises(MessageTooLarge, match="bytes"):
+        decode(_frames(), limits)  # the 12x16x3 image alone is 576 bytes
+    with pytest.raises(MessageTooLarge, match="frames"):
+        decode([b"{}"] * 5, limits)
+
+
+def test_field_validation_names_the_field():
+    bad_settings = M.Submit(make_arrays(), IMG, None, M.JobSettings())
+    body, arrays = bad_settings.to_wire()
+    body["settings"]["steps"] = 0
+    with pytest.raises(ProtocolError, match="settings.steps"):
+        M.Submit.from_wire(body, arrays)
+    body["settings"]["steps"] = 5
+    arrays["g.sh"] = arrays["g.sh"].astype(np.float64)
+    with pytest.raises(ProtocolError, match="float32"):
+        M.Submit.from_wire(body, arrays)
+    arrays["g.sh"] = arrays["g.sh"].astype(np.float32)
+    arrays["g.means"] = arrays["g.means"].copy()
+    arrays["g.means"][0, 0] = np.nan
+    with pytest.raises(ProtocolError, match="non-finite"):
+        M.Submit.from_wire(body, arrays)
+    arrays["g.means"][0, 0] = 0
+    body["cameras"] = [dict(CAM, fx=-1.0)]
+    with pytest.raises(ProtocolError, match="focal"):
+        M.Submit.from_wire(body, arrays)
+    body["cameras"] = None
+    arrays["style"] = np.zeros((4, 4), np.uint8)
+    with pytest.raises(ProtocolError, match="style"):
+        M.Submit.from_wire(body, arrays)
+
+
+def test_recv_limited_drains_oversized_message_and_keeps_socket_usable():
+    zmq = pytest.importorskip("zmq")
+    ctx = zmq.Context()
+    a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    try:
+        port = a.bind_to_random_port("tcp://127.0.0.1")
+        b.connect(f"tcp://127.0.0.1:{port}")
+        limits = CodecLimits(max_message_bytes=10_000, max_frames=8)
+        b.send_multipart([b"x" * 6000, b"y" * 6000])
+        b.send_multipart([b"z"] * 20)
+        b.send_multipart(_frames(M.Ok("fine")))
+        for what in ("bytes", "frames"):
+            with pytest.raises(MessageTooLarge, match=what):
+                recv_limited(a, limits)
+        msg, rid = M.decode_message(recv_limited(a, limits), limits)
+        assert msg == M.Ok("fine") and rid == "x"
+    finally:
+        a.close(0)
+        b.close(0)
+        ctx.term()
