@@ -103,10 +103,9 @@ def read_compressed_ply(path: str | os.PathLike, check_finite: bool = True) -> S
     chunks = read_ply_element(path, header, "chunk")
     vertex = read_ply_element(path, header, "vertex")
     n = vertex.shape[0]
-    ci = np.arange(n) // CHUNK_SIZE  # chunk of each splat
 
-    def chunk_col(name: str) -> np.ndarray:
-        return chunks[name].astype(np.float64)[ci]
+    def chunk_col(name: str) -> np.ndarray:  # [N] the splat's chunk value
+        return np.repeat(chunks[name].astype(np.float64), CHUNK_SIZE)[:n]
 
     pos = vertex["packed_position"]
     means = np.empty((n, 3), np.float32)
@@ -125,13 +124,11 @@ def read_compressed_ply(path: str | os.PathLike, check_finite: bool = True) -> S
     abc = np.stack([(_unorm(rot, s, 10) - 0.5) * norm for s in (20, 10, 0)], axis=1)  # [N, 3]
     largest = np.sqrt(np.maximum(0.0, 1.0 - (abc * abc).sum(axis=1)))
     which = (rot >> np.uint32(30)).astype(np.int64)
-    q = np.empty((n, 4), np.float64)
-    # component order: the three stored ones fill the slots other than `which`, in order
-    slots = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[which]  # [N, 3]
-    rows = np.arange(n)[:, None]
-    q[rows, slots] = abc
-    q[np.arange(n), which] = largest
-    quats = q.astype(np.float32)
+    quats = np.empty((n, 4), np.float32)
+    rows = np.arange(n)
+    for j in range(4):  # slot j holds the dropped largest component, else the next stored one in order
+        stored = abc[rows, np.minimum(j - (j > which), 2)]
+        quats[:, j] = np.where(which == j, largest, stored)
 
     col = vertex["packed_color"]
     rgb = np.stack([_unorm(col, s, 8) for s in (24, 16, 8)], axis=1)  # [N, 3] in [0, 1]

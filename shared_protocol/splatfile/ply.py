@@ -271,8 +271,8 @@ def nonfinite_report(columns: dict[str, np.ndarray]) -> str | None:
             continue
         if np.isfinite(a.min()) and np.isfinite(a.max()):  # min/max propagate NaN; no temporary array
             continue
-        n = int(a.size - np.count_nonzero(np.isfinite(a)))
-        bad.append(f"{name} has {n} NaN/Inf value{'s' if n != 1 else ''}")
+        count = int(a.size - np.count_nonzero(np.isfinite(a)))
+        bad.append(f"{name} has {count} NaN/Inf value{'s' if count != 1 else ''}")
     return ", ".join(bad) if bad else None
 
 
@@ -343,17 +343,13 @@ def read_ply(path: str | os.PathLike, check_finite: bool = True) -> SplatArrays:
             else:
                 arrays.extra[p.name] = np.ascontiguousarray(rec[p.name])
     if check_finite:
-        report = nonfinite_report(
-            {
-                "x y z": arrays.means,
-                "rot_0..3": arrays.quats,
-                "scale_0..2": arrays.log_scales,
-                "opacity": arrays.opacity_logits,
-                "f_dc/f_rest": arrays.sh,
-            }
-        )
-        if report:
-            raise SplatFileError(path, f"non-finite values in {n} vertices: {report}")
+        groups = {"x y z": arrays.means, "rot": arrays.quats, "scale": arrays.log_scales}
+        groups.update({"opacity": arrays.opacity_logits, "f_dc/f_rest": arrays.sh})
+        if nonfinite_report(groups):  # cheap check first; name the exact properties only on failure
+            columns = {name: single(name) for name in _REQUIRED + tuple(rest)}
+            raise SplatFileError(
+                path, f"non-finite values (NaN/Inf) of {n} vertices: {nonfinite_report(columns)}"
+            )
     return arrays
 
 
