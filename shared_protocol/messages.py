@@ -43,7 +43,7 @@ PRESET_RE = re.compile(r"^[a-z0-9_\-]{1,32}$")
 class JobSettings:
     """What a job runs. None means the preset's default."""
 
-    preset: str = "default"
+    preset: str = "fast"
     """Preset name of `engine.stylize.StylizeConfig.from_preset`."""
     steps: int | None = None
     """Optimizer steps."""
@@ -64,7 +64,7 @@ class JobSettings:
             raise ProtocolError(f"{where} must be an object")
         F.check_keys(where, d, set(), {"preset", "steps", "size", "views", "seed", "device"})
         return cls(
-            preset=F.req_str(f"{where}.preset", d.get("preset", "default"), 32, PRESET_RE),
+            preset=F.req_str(f"{where}.preset", d.get("preset", "fast"), 32, PRESET_RE),
             steps=F.opt_int(f"{where}.steps", d.get("steps"), 1, 1_000_000),
             size=F.opt_int(f"{where}.size", d.get("size"), 8, 16384),
             views=F.opt_int(f"{where}.views", d.get("views"), 1, 100_000),

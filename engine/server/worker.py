@@ -1,0 +1,154 @@
+"""The engine's single worker thread: runs queued jobs one at a time and reports through `post`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from shared_protocol.messages import JobSettings, Message, Preview, Progress
+
+from .runners import JobInputs, JobRunner, RunEvent
+from .store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+class Worker(threading.Thread):
+    def __init__(self, store: JobStore, runner: JobRunner, post: Callable[[Message], None]):
+        super().__init__(name="splatbrush-worker", daemon=True)
+        self.store = store
+        self.runner = runner
+        self.post = post
+        self._queue: deque[str] = deque()
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._cancel: set[str] = set()
+        self.current: str | None = None
+
+    def enqueue(self, job_id: str) -> None:
+        with self._cond:
+            self._queue.append(job_id)
+            self._cond.notify()
+
+    def cancel(self, job_id: str) -> None:
+        """Ask the running job to stop at its next step (queued jobs are cancelled by the server)."""
+        self._cancel.add(job_id)
+
+    def stop(self) -> None:
+        """Finish the current step, checkpoint, leave the job queued (it resumes on restart)."""
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            with self._cond:
+                while not self._queue and not self._stopping.is_set():
+                    self._cond.wait(1.0)
+                if self._stopping.is_set():
+                    return
+                job_id = self._queue.popleft()
+            try:
+                self._run_job(job_id)
+            except Exception:  # the worker must survive anything a job does
+                log.exception("job %s: unexpected worker error", job_id)
+            finally:
+                self.current = None
+
+    def _progress(self, job_id: str) -> None:
+        info = self.store.get(job_id)
+        if info is not None:
+            self.post(
+                Progress(
+                    info.id,
+                    info.state,
+                    info.step,
+                    info.total_steps,
+                    info.phase,
+                    info.losses,
+                    info.error or "",
+                )
+            )
+
+    def _run_job(self, job_id: str) -> None:
+        info = self.store.get(job_id)
+        if info is None or info.state != "queued":
+            return
+        self.current = job_id
+        if job_id in self._cancel:
+            self.store.update(job_id, state="cancelled", finished=time.time())
+            self._progress(job_id)
+            return
+        try:
+            g, style, cameras, cfg = self.store.inputs(job_id)
+            settings = JobSettings.from_dict(cfg["settings"])
+            total = self.runner.total_steps(settings)
+        except Exception as e:
+            self._fail(job_id, f"cannot load the job's inputs: {type(e).__name__}: {e}")
+            return
+        self.store.update(
+            job_id, state="running", started=time.time(), phase="starting", total_steps=total, error=None
+        )
+        self._progress(job_id)
+        log.info("job %s: running (%d Gaussians, %s)", job_id, g.num_gaussians, settings.to_dict())
+
+        def callback(ev: RunEvent) -> None:
+            self.store.update(
+                job_id,
+                force_write=False,
+                step=int(ev.step),
+                total_steps=int(ev.total_steps),
+                phase=str(ev.phase)[:64],
+                losses={str(k)[:64]: float(v) for k, v in list(ev.losses.items())[:64]},
+            )
+            self.post(
+                Progress(
+                    job_id,
+                    "running",
+                    int(ev.step),
+                    int(ev.total_steps),
+                    str(ev.phase)[:64],
+                    {str(k)[:64]: float(v) for k, v in list(ev.losses.items())[:64]},
+                )
+            )
+            if ev.preview is not None:
+                self.post(Preview(job_id, int(ev.step), ev.preview))
+
+        def should_stop() -> bool:
+            return self._stopping.is_set() or job_id in self._cancel
+
+        try:
+            out = self.runner.run(
+                JobInputs(g, style, cameras, settings, cfg.get("overrides", {})),
+                callback,
+                should_stop,
+                self.store.checkpoint_dir(job_id),
+            )
+        except Exception as e:
+            log.exception("job %s failed", job_id)
+            self._fail(job_id, f"{type(e).__name__}: {e}")
+            return
+        if out.interrupted:
+            if job_id in self._cancel:
+                self.store.update(job_id, state="cancelled", finished=time.time(), phase="cancelled")
+                log.info("job %s: cancelled at step %d", job_id, out.steps_done)
+            else:
+                self.store.update(job_id, state="queued", phase="paused", step=out.steps_done)
+                log.info(
+                    "job %s: checkpointed at step %d; it resumes when the engine restarts",
+                    job_id,
+                    out.steps_done,
+                )
+        else:
+            assert out.gaussians is not None
+            self.store.save_output(job_id, out.gaussians, out.report)
+            self.store.update(job_id, state="done", finished=time.time(), phase="done", step=total)
+            log.info("job %s: done", job_id)
+        self._progress(job_id)
+
+    def _fail(self, job_id: str, error: str) -> None:
+        self.store.update(job_id, state="failed", finished=time.time(), error=error[:4000])
+        self._progress(job_id)
