@@ -1,0 +1,72 @@
+"""`splatbrush serve [--address A] [--state-dir DIR] [--device D]`: run the engine until SIGTERM/Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from ..server.server import DEFAULT_ADDRESS, DEFAULT_STATE_DIR, ServerConfig
+
+    d = ServerConfig()
+    p = subparsers.add_parser(
+        "serve",
+        help="run the engine server (jobs over ZeroMQ)",
+        description="Run the Splatbrush engine: clients (Blender, scripts, `splatbrush submit`) send jobs "
+        "over ZeroMQ. Binds 127.0.0.1 by default; any other address needs CURVE keys (`splatbrush keys "
+        "generate`). Jobs persist in --state-dir and resume from their last checkpoint after a restart.",
+    )
+    p.add_argument("--address", default=DEFAULT_ADDRESS, help=f"bind address (default: {DEFAULT_ADDRESS})")
+    p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help=f"job store folder ({DEFAULT_STATE_DIR})")
+    p.add_argument("--device", default="auto", help="device for jobs: auto (cuda if present), cpu, cuda:N")
+    p.add_argument("--curve-secret-key", help="the engine's .key_secret file (switches CURVE on)")
+    p.add_argument("--authorized-keys", help="folder of the public .key files of clients allowed in")
+    p.add_argument("--max-gaussians", type=int, default=d.max_gaussians)
+    p.add_argument("--max-resolution", type=int, default=d.max_resolution)
+    p.add_argument("--max-steps", type=int, default=d.max_steps)
+    p.add_argument("--max-message-mb", type=int, default=d.max_message_bytes // 2**20)
+    p.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (default: the preset's)")
+    p.add_argument(
+        "--runner",
+        default="stylize",
+        choices=("stylize", "synthetic"),
+        help="what jobs run; 'synthetic' is a fake for protocol tests and benchmarks",
+    )
+    p.add_argument("--synthetic-step-s", type=float, default=0.02, help=argparse.SUPPRESS)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from ..server.runners import StylizeRunner, SyntheticRunner
+    from ..server.server import EngineServer, ServerConfig
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = ServerConfig(
+        address=args.address,
+        state_dir=args.state_dir,
+        device=args.device,
+        curve_secret_key=args.curve_secret_key,
+        authorized_keys=args.authorized_keys,
+        max_gaussians=args.max_gaussians,
+        max_resolution=args.max_resolution,
+        max_steps=args.max_steps,
+        max_message_bytes=args.max_message_mb * 2**20,
+    )
+    if args.runner == "synthetic":
+        runner = SyntheticRunner(step_s=args.synthetic_step_s, checkpoint_every=args.checkpoint_every or 5)
+    else:
+        runner = StylizeRunner(args.device, checkpoint_every=args.checkpoint_every)
+    server = EngineServer(config, runner)
+    server.start()
+    print(f"splatbrush engine listening on {server.bound_address} (state: {server.store.root})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.request_stop()
+    return 0
