@@ -5,12 +5,17 @@ The scripting API:
     from engine import load_scene, save_scene, load_cameras, orbit_cameras, render
     scene = load_scene("scene.ply")
     cams = orbit_cameras(scene, 8, 512, 512)
-    out = render(scene, cams[0])            # out.image [H,W,3], out.alpha [H,W], out.depth [H,W]
+    out = render(scene, cams[0])            # out.image [H,W,3] in [0,1], out.alpha [H,W], out.depth [H,W]
+
+Nothing heavy happens at import time: model-based code is imported only when used.
 """
 
 from .cameras import Camera, CameraError
+from .cameras.io import load_cameras, save_cameras
+from .cameras.orbit import orbit_cameras
 from .render import RenderOutput, render
 from .scene import GaussianScene, SceneFormatError, SceneValidationError
+from .scene.io import load_scene, save_scene
 
 __all__ = [
     "Camera",
@@ -19,5 +24,10 @@ __all__ = [
     "RenderOutput",
     "SceneFormatError",
     "SceneValidationError",
+    "load_cameras",
+    "load_scene",
+    "orbit_cameras",
     "render",
+    "save_cameras",
+    "save_scene",
 ]
