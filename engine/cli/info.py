@@ -102,7 +102,7 @@ def render_text(d: dict) -> str:
         f"format       {FORMAT_NAMES.get(d['format'], d['format'])}, {d['file_bytes'] / 2**20:.2f} MiB, "
         f"read in {d['read_seconds'] * 1000:.0f} ms",
         f"gaussians    {n:,}",
-        f"sh degree    {d['sh_degree']} ({d['sh_coeffs_per_channel']} coefficients per channel)",
+        f"sh degree    {d['sh_degree']} ({d['sh_coeffs_per_channel']} SH coefficients per channel)",
         f"extra        {', '.join(d['extra_properties']) or '(none)'}",
         f"bbox min     {_fmt3(b['min'])}",
         f"bbox max     {_fmt3(b['max'])}",
