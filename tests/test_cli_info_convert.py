@@ -129,3 +129,18 @@ def test_convert_real_compressed_to_ply(cli, shared_data: Path, tmp_path: Path) 
         and a.sh.tobytes() == b.sh.tobytes()
         and a.quats.tobytes() == b.quats.tobytes()
     )
+
+
+def test_convert_fuse_filter_3d(cli, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    a = small_arrays(deg=0)
+    write_splats(a, tmp_path / "plain.ply")
+    assert cli(["convert", str(tmp_path / "plain.ply"), str(tmp_path / "x.ply"), "--fuse-filter-3d"]) == 1
+    assert "no filter_3D" in capsys.readouterr().err
+    a.extra["filter_3D"] = np.full(300, 0.01, np.float32)
+    write_splats(a, tmp_path / "mip.ply")
+    assert cli(["info", str(tmp_path / "mip.ply")]) == 0
+    assert "filter_3D is not fused" in capsys.readouterr().out
+    assert cli(["convert", str(tmp_path / "mip.ply"), str(tmp_path / "fused.ply"), "--fuse-filter-3d"]) == 0
+    b = read_splats(tmp_path / "fused.ply")
+    assert "filter_3D" not in b.extra and (b.log_scales > a.log_scales).all()
+    assert (b.opacity_logits < a.opacity_logits).all() and b.means.tobytes() == a.means.tobytes()

@@ -444,3 +444,33 @@ def test_engine_errors_are_scene_format_errors(tmp_path: Path) -> None:
         load_scene(p)
     with pytest.raises(SceneFormatError, match="not supported"):
         save_scene(make_random_scene(n=4, dtype=torch.float32), tmp_path / "o.compressed.ply")
+
+
+def test_fuse_filter_3d_matches_mip_splatting_formula(tmp_path: Path) -> None:
+    a = random_arrays(n=8, seed=5)
+    scale = np.exp(a.log_scales.astype(np.float64))
+    a.extra["filter_3D"] = scale[:, 0].astype(np.float32)  # filter as wide as the first axis
+    a.extra["filter_3D"][0] = 0.0  # no filter: unchanged
+    write_splats(a, tmp_path / "mip.ply")
+    scene = load_scene(tmp_path / "mip.ply", fuse_filter_3d=True)
+    f = a.extra["filter_3D"].astype(np.float64)
+    want_scale = np.sqrt(scale**2 + f[:, None] ** 2)
+    np.testing.assert_allclose(scene.scales.numpy(), want_scale, rtol=1e-5)
+    coef = np.sqrt(np.prod(scale**2 / want_scale**2, axis=1))
+    opacity = 1 / (1 + np.exp(-a.opacity_logits.astype(np.float64)))
+    np.testing.assert_allclose(scene.opacities.numpy(), opacity * coef, rtol=1e-4)
+    assert abs(coef[0] - 1) < 1e-12 and coef[1] < 1
+    assert load_scene(tmp_path / "mip.ply").log_scales.numpy().tobytes() == a.log_scales.tobytes()  # raw
+
+
+def test_header_with_comments_and_crlf_and_other_elements(tmp_path: Path) -> None:
+    names, data = _good(tmp_path, n=3)
+    head = ["ply", "format binary_little_endian 1.0", "comment made by a test", "obj_info x"]
+    head += ["element camera 1", "property float fx", "element vertex 3"]
+    head += [f"property float {n}" for n in names] + ["end_header"]
+    camera = np.array([500.0], "<f4").tobytes()
+    p = tmp_path / "c.ply"
+    p.write_bytes("\r\n".join(head).encode() + b"\r\n" + camera + data.astype("<f4").tobytes())
+    a = read_splats(p)
+    np.testing.assert_array_equal(a.means, data[:, :3])
+    np.testing.assert_array_equal(a.quats, data[:, names.index("rot_0") :])

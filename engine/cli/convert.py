@@ -31,6 +31,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="truncate (or zero-pad) the SH bands to this degree (default: keep)",
     )
+    p.add_argument(
+        "--fuse-filter-3d",
+        action="store_true",
+        help="bake a Mip-Splatting filter_3D property into scales and opacities (then drop it)",
+    )
     p.add_argument("--drop-extra", action="store_true", help="do not copy extra properties (normals, ...)")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     p.set_defaults(func=run)
@@ -46,7 +51,7 @@ def with_sh_degree(sh: np.ndarray, degree: int) -> np.ndarray:  # [N, K, 3] -> [
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared_protocol.splatfile import read_splats, write_splats
+    from shared_protocol.splatfile import fuse_filter_3d, read_splats, write_splats
     from shared_protocol.splatfile.io import output_format
 
     out_fmt = output_format(args.output)  # fail on a bad extension before reading
@@ -56,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     arrays = read_splats(args.input)
     t1 = time.perf_counter()
+    if args.fuse_filter_3d:
+        if "filter_3D" not in arrays.extra:
+            print(f"splatbrush convert: {args.input} has no filter_3D property to fuse", file=sys.stderr)
+            return 1
+        arrays = fuse_filter_3d(arrays)
     if args.sh_degree is not None:
         arrays.sh = with_sh_degree(arrays.sh, args.sh_degree)
     if args.drop_extra:

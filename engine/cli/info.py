@@ -117,6 +117,10 @@ def render_text(d: dict) -> str:
         f"quat norm    min {d['quat_norm']['min']:.4g}  max {d['quat_norm']['max']:.4g}",
         f"mean colour  {_fmt3(d['base_color_mean'])}",
     ]
+    if "filter_3D" in d["extra_properties"]:
+        lines.append(
+            "note         Mip-Splatting filter_3D is not fused: `splatbrush convert --fuse-filter-3d`"
+        )
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from shared_protocol.splatfile import SplatArrays, SplatFileError, read_splats, write_splats
+from shared_protocol.splatfile import fuse_filter_3d as fuse_filter_3d_arrays
 
 from .errors import SceneFormatError
 from .gaussians import GaussianScene, SceneValidationError
@@ -61,12 +62,15 @@ def scene_to_arrays(scene: GaussianScene, extra: dict[str, np.ndarray] | None = 
 
 
 def load_scene_with_extra(
-    path: str | os.PathLike, device: torch.device | str | None = None
+    path: str | os.PathLike, device: torch.device | str | None = None, fuse_filter_3d: bool = False
 ) -> tuple[GaussianScene, dict[str, np.ndarray]]:
     """Like `load_scene`, also returning the file's extra per-vertex properties (pass them to `save_scene`
-    to keep e.g. nx ny nz or Mip-Splatting's filter_3D in the output)."""
+    to keep e.g. nx ny nz or Mip-Splatting's filter_3D in the output). `fuse_filter_3d`: bake a
+    Mip-Splatting `filter_3D` into scales/opacities (geometry then differs from the file's raw values)."""
     try:
         arrays = read_splats(path)
+        if fuse_filter_3d and "filter_3D" in arrays.extra:
+            arrays = fuse_filter_3d_arrays(arrays)
     except SplatFileError as e:
         raise SceneFormatError(e.path, e.problem) from None
     except OSError as e:
@@ -78,9 +82,11 @@ def load_scene_with_extra(
     return scene, arrays.extra
 
 
-def load_scene(path: str | os.PathLike, device: torch.device | str | None = None) -> GaussianScene:
+def load_scene(
+    path: str | os.PathLike, device: torch.device | str | None = None, fuse_filter_3d: bool = False
+) -> GaussianScene:
     """Read a .ply (INRIA, gsplat, Mip-Splatting), PlayCanvas .compressed.ply or .splat file."""
-    return load_scene_with_extra(path, device=device)[0]
+    return load_scene_with_extra(path, device=device, fuse_filter_3d=fuse_filter_3d)[0]
 
 
 def save_scene(

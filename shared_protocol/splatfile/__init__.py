@@ -8,7 +8,7 @@ from .arrays import GAUSSIAN_FIELDS, SplatArrays
 from .compressed_ply import read_compressed_ply
 from .errors import SplatFileError
 from .io import detect_format, read_splats, write_splats
-from .ply import read_ply, write_ply
+from .ply import fuse_filter_3d, read_ply, write_ply
 from .splat import read_splat, write_splat
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "SplatArrays",
     "SplatFileError",
     "detect_format",
+    "fuse_filter_3d",
     "read_compressed_ply",
     "read_ply",
     "read_splat",

@@ -504,3 +504,27 @@ def write_ply(arrays: SplatArrays, path: str | os.PathLike) -> None:
                     body[names[col + j]] = src[:, j]
                 col += src.shape[1]
             body.tofile(f)
+
+
+# ---------------------------------------------------------------------------------------------- Mip-Splatting
+def fuse_filter_3d(arrays: SplatArrays, name: str = "filter_3D") -> SplatArrays:
+    """Bake Mip-Splatting's 3D smoothing filter (extra property `filter_3D`, written by its `save_ply`)
+    into the scales and opacities, as Mip-Splatting's renderer applies it (and its `save_fused_ply` does):
+
+        scale'^2 = scale^2 + filter^2,   opacity' = opacity * sqrt(prod(scale^2) / prod(scale'^2))
+
+    Returns new arrays without `filter_3D`; other fields are shared. Raises KeyError when absent."""
+    f = arrays.extra[name].astype(np.float64)[:, None]  # [N, 1]
+    s2 = np.exp(2.0 * arrays.log_scales.astype(np.float64))  # [N, 3]
+    fused = s2 + f * f
+    coef = np.sqrt(np.prod(s2 / fused, axis=1))  # [N]
+    opacity = coef / (1.0 + np.exp(-arrays.opacity_logits.astype(np.float64)))
+    opacity = np.clip(opacity, 1e-7, 1.0 - 1e-7)
+    return SplatArrays(
+        means=arrays.means,
+        quats=arrays.quats,
+        log_scales=(0.5 * np.log(fused)).astype(np.float32),
+        opacity_logits=np.log(opacity / (1.0 - opacity)).astype(np.float32),
+        sh=arrays.sh,
+        extra={k: v for k, v in arrays.extra.items() if k != name},
+    )
