@@ -72,7 +72,14 @@ def load_state(path, key: str | None = None) -> dict[str, Tensor]:
 
         sd = load_file(path)
     else:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        import pickle
+
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+            raise ValueError(
+                f"{path} is not a readable torch checkpoint ({e}); delete it and download again"
+            ) from e
     if key is not None and isinstance(sd, dict) and key in sd:
         sd = sd[key]
     if not isinstance(sd, dict):

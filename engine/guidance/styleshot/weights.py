@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..model_common import load_state
 from .attention import StyleAttnProcessor, install_style_attention
 from .encoder import ImageProjection, StyleAwareEncoder
 
@@ -64,10 +65,7 @@ def map_ip_state_dict(
 
 
 def _load_torch(path: Path) -> dict[str, Tensor]:
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(sd, dict):
-        raise ValueError(f"{path} does not hold a state dict (got {type(sd).__name__})")
-    return sd
+    return load_state(path)
 
 
 class StyleShotAdapter(nn.Module):
