@@ -1,5 +1,4 @@
-"""Blender cameras <-> `Camera`. A thin wrapper: the maths lives in `shared_protocol.cameras` (pure numpy),
-which the
+"""Blender cameras <-> `Camera`: a thin wrapper over `shared_protocol.cameras` (pure numpy), which the
 Blender add-on vendors, so both sides use one implementation. See docs/cameras.md for the conventions.
 """
 
