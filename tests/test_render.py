@@ -149,3 +149,24 @@ def test_donut_renders_a_picture(shared_data):
     depth = out.depth[covered]
     dist = float(np.linalg.norm(eye - centre))
     assert ((depth > dist - 2 * radius) & (depth < dist + 2 * radius)).all()
+
+
+def test_custom_backward_passes_gradcheck():
+    from engine.render.projection import project
+    from engine.render.torch_rasterizer import _bounding_boxes, _Composite
+
+    scene = make_random_scene(n=12, sh_degree=1, seed=11, spread=0.7)
+    camera = make_camera(width=14, height=11, distance=3.0)
+    p = project(scene, camera)
+    keep = torch.nonzero(p.valid).squeeze(1)
+    keep = keep[torch.argsort(p.depths[keep])]
+    means2d, conics, opac = p.means2d[keep], p.conics[keep], p.opacities[keep]
+    feats = torch.cat([p.colors[keep], p.depths[keep, None]], 1)
+    box = _bounding_boxes(means2d, conics, opac, camera.width, camera.height)
+    inputs = [t.detach().clone().requires_grad_() for t in (means2d, conics, opac, feats)]
+
+    def fn(m, c, o, f):
+        return _Composite.apply(m, c, o, f, box, camera.width, camera.height, 50)
+
+    assert fn(*inputs)[1].max() > 0.3
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-7, atol=1e-6, fast_mode=True)
