@@ -135,8 +135,8 @@ def decode(frames: list[Any], limits: CodecLimits = DEFAULT_LIMITS) -> Decoded:
         )
     try:
         header = json.loads(bytes(bufs[0]).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ProtocolError(f"header frame is not UTF-8 JSON: {e}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ProtocolError(f"header frame is not UTF-8 JSON: {type(e).__name__}: {e}"[:300]) from None
     if not isinstance(header, dict):
         raise ProtocolError("header must be a JSON object")
     expected = {"proto", "v", "type", "rid", "body", "arrays"}
