@@ -106,9 +106,11 @@ def resolve_device(requested: str, default: str) -> str:
 class StylizeRunner:
     name = "stylize"
 
-    def __init__(self, device: str = "auto", checkpoint_every: int | None = None):
+    def __init__(self, device: str = "auto", checkpoint_every: int | None = None, **overrides: Any):
+        """`overrides`: other StylizeConfig fields fixed for every job (e.g. final_metrics=False)."""
         self.device = device
         self.checkpoint_every = checkpoint_every
+        self.extra = overrides
 
     def _config(self, settings: JobSettings, overrides: dict[str, Any]):
         from engine.stylize import StylizeConfig
@@ -128,7 +130,10 @@ class StylizeRunner:
         self._config(settings, self.overrides())
 
     def overrides(self) -> dict[str, Any]:
-        return {} if self.checkpoint_every is None else {"checkpoint_every": self.checkpoint_every}
+        out = dict(self.extra)
+        if self.checkpoint_every is not None:
+            out["checkpoint_every"] = self.checkpoint_every
+        return out
 
     def total_steps(self, settings: JobSettings) -> int:
         return int(self._config(settings, self.overrides()).steps)
