@@ -1,0 +1,69 @@
+"""The Splatbrush tab in the 3D view's sidebar (N panel)."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import engine_link, splats
+
+
+class SPLATBRUSH_PT_main(bpy.types.Panel):
+    bl_idname = "SPLATBRUSH_PT_main"
+    bl_label = "Splatbrush"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Splatbrush"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.splatbrush
+        state = context.window_manager.splatbrush
+        obj = context.active_object
+
+        row = layout.row(align=True)
+        row.operator("splatbrush.import_gaussians", text="Import", icon="IMPORT")
+        row.operator("splatbrush.export_gaussians", text="Export", icon="EXPORT")
+
+        box = layout.box()
+        if obj is None or obj.type != "MESH":
+            box.label(text="Select a splat or mesh object", icon="INFO")
+        elif splats.is_splat_object(obj):
+            box.label(text=f"{obj.name}: {len(obj.data.vertices):,} Gaussians", icon="POINTCLOUD_DATA")
+            mod = obj.modifiers.get(splats.MODIFIER)
+            if mod is not None and mod.node_group is not None:
+                for item in mod.node_group.interface.items_tree:
+                    if getattr(item, "in_out", "") == "INPUT" and item.name in ("Size", "Points"):
+                        box.prop(mod, f'["{item.identifier}"]', text=item.name)
+        else:
+            box.label(text=f"{obj.name}: mesh, sampled on its surface", icon="MESH_DATA")
+            box.prop(settings, "mesh_samples")
+
+        col = layout.column()
+        col.prop(settings, "style_image")
+        col.prop(settings, "preset")
+        row = col.row(align=True)
+        row.prop(settings, "steps")
+        row.prop(settings, "size")
+        col.prop(settings, "camera_source")
+        if settings.camera_source == "ORBIT":
+            col.prop(settings, "orbit_views")
+        elif settings.camera_source == "COLLECTION":
+            col.prop(settings, "camera_collection")
+        col.prop(settings, "seed")
+
+        if engine_link.is_running():
+            if hasattr(layout, "progress"):
+                layout.progress(factor=state.progress, type="BAR", text=state.status)
+            else:
+                layout.prop(state, "progress", text=state.status, slider=True)
+            layout.operator("splatbrush.cancel", icon="CANCEL")
+        else:
+            layout.operator("splatbrush.stylize", icon="BRUSH_DATA")
+            if state.status:
+                layout.label(text=state.status)
+        image = bpy.data.images.get(engine_link.PREVIEW_IMAGE)
+        if image is not None and image.preview is not None:
+            layout.template_icon(icon_value=image.preview.icon_id, scale=8.0)
+
+
+classes = (SPLATBRUSH_PT_main,)

@@ -1,0 +1,113 @@
+"""Fixtures for the tests in real Blender (bpy as a module; run by scripts/test_blender.sh).
+
+In the project's main venv (no bpy) nothing here is collected. Blender keeps its user resources in a fresh
+temporary folder per session (BLENDER_USER_RESOURCES, set before bpy is imported), so tests never touch the
+user's own Blender configuration.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"
+ENGINE_PYTHON = Path(os.environ.get("SPLATBRUSH_ENGINE_PYTHON", REPO / ".venv" / "bin" / "python"))
+OUT = REPO / "out" / "blender"
+
+if importlib.util.find_spec("bpy") is None:
+    collect_ignore_glob = ["test_*.py"]  # plain venv: these tests need Blender
+else:
+    os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="splatbrush-blender-user-"))
+
+
+def addon_zip() -> Path:
+    env = os.environ.get("SPLATBRUSH_ZIP")
+    if env:
+        return Path(env)
+    zips = sorted((REPO / "dist").glob("splatbrush-*.zip"), key=lambda p: p.stat().st_mtime)
+    if not zips:
+        pytest.fail(
+            "no dist/splatbrush-*.zip: run `python build.py --local-only` first (test_blender.sh does)"
+        )
+    return zips[-1]
+
+
+@pytest.fixture(scope="session")
+def addon():
+    """Install the built zip as an extension in the user repository and enable it; yields the module name."""
+    import bpy
+
+    path = addon_zip()
+    result = bpy.ops.extensions.package_install_files(
+        filepath=str(path), repo="user_default", enable_on_install=True
+    )
+    assert result == {"FINISHED"}, result
+    module = "bl_ext.user_default.splatbrush"
+    assert module in bpy.context.preferences.addons, list(bpy.context.preferences.addons.keys())
+    yield module
+
+
+@pytest.fixture
+def fresh_scene(addon):
+    import bpy
+
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj)
+    yield bpy.context.scene
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test data not found at {SHARED_DATA} (../shared/data beside the repo)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def out_dir() -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    return OUT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def engine_python() -> Path:
+    if not ENGINE_PYTHON.exists():
+        pytest.skip(f"no engine Python at {ENGINE_PYTHON} (create the main venv: scripts/setup_venv.sh)")
+    probe = subprocess.run(
+        [str(ENGINE_PYTHON), "-m", "engine", "serve", "--help"], capture_output=True, text=True, timeout=120
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"`{ENGINE_PYTHON} -m engine serve` is not available: {probe.stderr[-300:]}")
+    return ENGINE_PYTHON
+
+
+@pytest.fixture
+def wait_until():
+    def wait(predicate, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.1)
+        pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+    return wait
+
+
+def addon_module(name: str):
+    return sys.modules[name]

@@ -1,0 +1,157 @@
+"""The extension installed from the built zip into real Blender: import/export, display, render,
+register/unregister hygiene."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
+
+
+def splatfile(module):
+    return sys.modules[module + ".vendor.shared_protocol.splatfile"]
+
+
+def test_installed_extension_uses_its_bundled_wheel_and_vendored_package(addon):
+    import bpy
+    import zmq  # from the pyzmq wheel the extension bundles (the test venv has no pyzmq of its own)
+
+    assert "extensions" in zmq.__file__, zmq.__file__
+    assert hasattr(bpy.types, "SPLATBRUSH_OT_stylize") and hasattr(bpy.types.Scene, "splatbrush")
+    __import__(addon + ".vendor.shared_protocol.client")
+    assert "engine" not in sys.modules and "torch" not in sys.modules
+
+
+@pytest.mark.parametrize("name", ["donut.ply", "inria_sh3_scene.ply"])
+def test_import_then_export_is_bit_exact(addon, fresh_scene, shared_data, tmp_path, name):
+    import bpy
+
+    src = shared_data / "scenes" / name
+    assert bpy.ops.splatbrush.import_gaussians(filepath=str(src)) == {"FINISHED"}
+    obj = bpy.context.active_object
+    original = splatfile(addon).read_splats(src)
+    assert len(obj.data.vertices) == original.num_gaussians
+    out = tmp_path / f"export_{name}"
+    assert bpy.ops.splatbrush.export_gaussians(filepath=str(out)) == {"FINISHED"}
+    back = splatfile(addon).read_splats(out)
+    for field in FIELDS:
+        assert getattr(back, field).tobytes() == getattr(original, field).tobytes(), field
+    assert list(back.extra) == list(original.extra)
+    for key, values in original.extra.items():
+        assert back.extra[key].tobytes() == values.tobytes(), key
+    if name == "donut.ply":  # standard INRIA layout without extras: the very same bytes
+        assert out.read_bytes() == src.read_bytes()
+
+
+def test_bad_file_is_reported_not_raised(addon, fresh_scene, tmp_path):
+    import bpy
+
+    bad = tmp_path / "broken.ply"
+    bad.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 1\nend_header\n1\n")
+    with pytest.raises(RuntimeError, match="broken.ply"):  # bpy.ops turns an ERROR report into RuntimeError
+        bpy.ops.splatbrush.import_gaussians(filepath=str(bad))
+    assert not bpy.data.objects
+
+
+def footprint(module):
+    import bpy
+
+    own = module.split(".")[-1]
+
+    def ours(fn):
+        return own in (getattr(fn, "__module__", "") or "")
+
+    handlers = [
+        f"{name}:{fn.__name__}"
+        for name in dir(bpy.app.handlers)
+        if isinstance(getattr(bpy.app.handlers, name), list)
+        for fn in getattr(bpy.app.handlers, name)
+        if ours(fn)
+    ]
+    menus = [
+        fn.__name__
+        for menu in (bpy.types.TOPBAR_MT_file_import, bpy.types.TOPBAR_MT_file_export)
+        for fn in getattr(menu.draw, "_draw_funcs", [])
+        if ours(fn)
+    ]
+    link = sys.modules.get(module + ".engine_link")
+    return {
+        "types": sorted(n for n in dir(bpy.types) if n.upper().startswith("SPLATBRUSH")),
+        "scene_prop": hasattr(bpy.types.Scene, "splatbrush"),
+        "wm_prop": hasattr(bpy.types.WindowManager, "splatbrush"),
+        "handlers": handlers,
+        "menus": menus,
+        "timer": bool(link and bpy.app.timers.is_registered(link._timer)),
+        "ops": operator_exists("splatbrush.stylize"),
+    }
+
+
+def operator_exists(idname: str) -> bool:
+    import bpy
+
+    group, name = idname.split(".")
+    try:
+        getattr(getattr(bpy.ops, group), name).get_rna_type()
+    except (KeyError, AttributeError):
+        return False
+    return True
+
+
+def test_register_unregister_twice_leaves_nothing_behind(addon):
+    import bpy
+
+    enabled = footprint(addon)
+    assert enabled["types"] and enabled["scene_prop"] and enabled["wm_prop"]
+    assert enabled["handlers"] == ["load_pre:cancel_on_load"] and len(enabled["menus"]) == 2
+    for _ in range(2):
+        link = sys.modules[addon + ".engine_link"]
+        bpy.app.timers.register(link._timer, first_interval=100)  # as if a job were running
+        bpy.ops.preferences.addon_disable(module=addon)
+        gone = footprint(addon)
+        assert gone["types"] == [] and not gone["scene_prop"] and not gone["wm_prop"], gone
+        assert gone["handlers"] == [] and gone["menus"] == [] and not gone["timer"], gone
+        assert not gone["ops"]
+        bpy.ops.preferences.addon_enable(module=addon)
+        assert footprint(addon) == enabled
+
+
+def test_render_of_imported_splats_shows_their_colours(addon, fresh_scene, shared_data, out_dir):
+    import bpy
+    from mathutils import Vector
+
+    scene = fresh_scene
+    bpy.ops.splatbrush.import_gaussians(filepath=str(shared_data / "scenes" / "donut.ply"))
+    obj = bpy.context.active_object
+    arrays = sys.modules[addon + ".splats"].arrays_from_object(obj)
+    centre = Vector(arrays.means.mean(0).tolist())
+    cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(cam)
+    cam.location = centre + Vector((0.0, -0.3, 0.25))
+    cam.rotation_euler = (centre - cam.location).to_track_quat("-Z", "Y").to_euler()
+    scene.camera = cam
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 16
+    scene.render.resolution_x = scene.render.resolution_y = 128
+    scene.render.resolution_percentage = 100
+    scene.render.film_transparent = True
+    scene.view_settings.view_transform = "Standard"  # show the splats' sRGB colours as they are
+    path = out_dir / f"donut_render_{bpy.app.version_string.split()[0]}.png"
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+
+    image = bpy.data.images.load(str(path))
+    px = np.empty(128 * 128 * 4, dtype=np.float32)
+    image.pixels.foreach_get(px)
+    px = px.reshape(128, 128, 4)
+    covered = px[..., 3] > 0.5
+    assert 0.1 < covered.mean() < 0.95, covered.mean()  # the donut is there, and framed
+    shown = px[covered][:, :3].mean(0)
+    dc = np.clip(0.5 + 0.28209479177387814 * arrays.sh[:, 0, :], 0, 1)
+    weight = 1 / (1 + np.exp(-arrays.opacity_logits))
+    expected = (dc * weight[:, None]).sum(0) / weight.sum()
+    assert np.abs(shown - expected).max() < 0.2, (shown, expected)  # the splats' own colours
+    assert px[covered][:, :3].std(0).max() > 0.03  # not one flat colour
