@@ -108,8 +108,9 @@ def load_dssd_models(
 
     found = require("dssd", models_dir)
     sd = found["sd15"].root
+    # load the UNet in fp32 (StyleShot's processors are installed and loaded in fp32), cast after
     unet = UNet2DConditionModel.from_pretrained(sd, subfolder="unet")
-    vae = AutoencoderKL.from_pretrained(sd, subfolder="vae")
+    vae = AutoencoderKL.from_pretrained(sd, subfolder="vae", torch_dtype=dtype)
     text_encoder = CLIPTextModel.from_pretrained(sd, subfolder="text_encoder")
     tokenizer = CLIPTokenizer.from_pretrained(sd, subfolder="tokenizer")
     scheduler = DDPMScheduler.from_pretrained(sd, subfolder="scheduler")
@@ -123,7 +124,6 @@ def load_dssd_models(
     for m in (unet, vae, text_encoder, adapter):
         m.requires_grad_(False).eval().to(device)
     unet.to(dtype)
-    vae.to(dtype)
     text_encoder.to(dtype)
     return DSSDModels(unet, vae, text_encoder, tokenizer, scheduler, adapter)
 
@@ -260,6 +260,12 @@ class DSSDGuidance(Guidance):
         x = self.m.vae.decode((z / self.scaling).to(self.dtype)).sample.float()
         x = ((x + 1) / 2).clamp(0, 1)
         return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+
+    def make_targets(self, originals: Tensor, masks: Tensor | None = None) -> Tensor:
+        """The stylization loop's RGB-target hook: stylize original renders [B, 3, H, W]; outside the object
+        mask [B, 1, H, W] the original is kept (the RGB loss is masked anyway)."""
+        out = self.make_rgb_targets(originals)
+        return out if masks is None else out * masks + originals * (1 - masks)
 
 
 def build(config, style_image: np.ndarray, device: torch.device | str = "cpu") -> DSSDGuidance:
