@@ -1,0 +1,76 @@
+"""`splatbrush batch`: assets x styles x settings through a live engine, resumable, HTML summary."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from server_helpers import ThreadedEngine, make_arrays
+
+from engine.cli import main
+from engine.server import SyntheticRunner
+from engine.server.batch import ManifestError, load_manifest
+from shared_protocol.splatfile import read_splats, write_splats
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    for i in range(2):
+        write_splats(make_arrays(30, seed=i), tmp_path / f"asset{i}.ply")
+        Image.fromarray(np.full((20, 20, 3), 60 * i, np.uint8)).save(tmp_path / f"style{i}.png")
+    m = tmp_path / "batch.toml"
+    m.write_text(
+        'output = "out"\nassets = ["asset0.ply", "asset1.ply"]\nstyles = ["style0.png", "style1.png"]\n'
+        '[[settings]]\nname = "a"\nsteps = 3\n[[settings]]\nname = "b"\nsteps = 4\nseed = 2\n'
+    )
+    return m
+
+
+def test_batch_runs_every_combination_and_resumes(tmp_path, manifest):
+    e = ThreadedEngine(tmp_path / "state", SyntheticRunner(step_s=0.0))
+    try:
+        argv = ["batch", str(manifest), "--address", e.address, "--thumbnail-size", "24"]
+        assert main(argv) == 0
+        out = tmp_path / "out"
+        state = json.loads((out / "batch_state.json").read_text())
+        assert len(state) == 8 and all(s["state"] == "done" for s in state.values())
+        for s in state.values():
+            g = read_splats(out / s["output"])
+            src = read_splats(s["asset"])
+            assert np.array_equal(g.means, src.means) and not np.array_equal(g.sh, src.sh)
+            assert s["metrics"]["mean_abs_dc_change"] > 0
+        page = (out / "index.html").read_text()
+        assert page.count("<tr>") == 9 and "8 of 8 done" in page
+        assert (out / "thumbs" / "asset0.before.png").is_file() and 'alt="after"' in page
+
+        with e.client() as c:
+            n_jobs = len(c.list_jobs())
+        # rerun: nothing is resubmitted; a lost output file is fetched again from the same job
+        lost = next(iter(state.values()))
+        (out / lost["output"]).unlink()
+        assert main(argv) == 0
+        again = json.loads((out / "batch_state.json").read_text())
+        assert {k: v["job_id"] for k, v in again.items()} == {k: v["job_id"] for k, v in state.items()}
+        assert (out / lost["output"]).is_file()
+        with e.client() as c:
+            assert len(c.list_jobs()) == n_jobs
+            c.clean()  # the engine forgets its jobs: a combination without output is resubmitted
+        (out / lost["output"]).unlink()
+        assert main(argv) == 0
+        with e.client() as c:
+            assert len(c.list_jobs()) == 1
+    finally:
+        e.stop()
+
+
+def test_manifest_errors_name_the_problem(tmp_path, manifest):
+    assert len(load_manifest(manifest).combos()) == 8
+    bad = tmp_path / "bad.toml"
+    bad.write_text('assets = ["nope.ply"]\nstyles = ["style0.png"]\n')
+    with pytest.raises(ManifestError, match="nope.ply"):
+        load_manifest(bad)
+    bad.write_text('assets = ["asset0.ply"]\nstyles = ["style0.png"]\n[[settings]]\nstepz = 3\n')
+    with pytest.raises(ManifestError, match="stepz"):
+        load_manifest(bad)
