@@ -153,7 +153,7 @@ def test_donut_renders_a_picture(shared_data):
 
 def test_custom_backward_passes_gradcheck():
     from engine.render.projection import project
-    from engine.render.torch_rasterizer import _bounding_boxes, _Composite
+    from engine.render.torch_rasterizer import _bounding_boxes, _Composite, _Frame
 
     scene = make_random_scene(n=12, sh_degree=1, seed=11, spread=0.7)
     camera = make_camera(width=14, height=11, distance=3.0)
@@ -166,7 +166,8 @@ def test_custom_backward_passes_gradcheck():
     inputs = [t.detach().clone().requires_grad_() for t in (means2d, conics, opac, feats)]
 
     def fn(m, c, o, f):
-        return _Composite.apply(m, c, o, f, box, camera.width, camera.height, 50)
+        geo = torch.cat([m, c, o[:, None]], 1)
+        return _Composite.apply(geo, f, box, _Frame.of(camera.width, camera.height), 50)
 
     assert fn(*inputs)[1].max() > 0.3
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-7, atol=1e-6, fast_mode=True)

@@ -22,6 +22,7 @@ Memory: about max_pairs candidate pairs at a time (~100 bytes each) plus 8 bytes
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -73,53 +74,48 @@ def _enumerate_rects(x0: Tensor, x1: Tensor, y0: Tensor, y1: Tensor) -> tuple[Te
     return rect, x0[rect] + (local - row * wr), y0[rect] + row
 
 
-def _candidates(means2d, conics, opac, box, g0: int, g1: int, tile_alive: Tensor, tw: int):
+def _span_table(means2d: Tensor, conics: Tensor, opac: Tensor) -> Tensor:
+    """Per Gaussian [G, 4] float64 (my, x centre at my, dx/dy slope, q2, r2) of the ellipse rows: on the row
+    through pixel centres at y + 0.5 = my + dy, the alpha >= ALPHA_MIN span of x + 0.5 is
+    centre + slope dy +- sqrt(q2 dy^2 + r2)."""
+    mx, my = means2d[:, 0].double(), means2d[:, 1].double()
+    A, B, C = conics[:, 0].double(), conics[:, 1].double(), conics[:, 2].double()
+    extent2 = 2.0 * torch.log(opac.double() / ALPHA_MIN)  # d^T conic d <= extent2
+    return torch.stack([my, mx - 0.5, -B / A, (B * B - A * C) / (A * A), extent2 / A], 1)
+
+
+def _candidates(span: Tensor, box: Tensor, g0: int, g1: int, strip_alive: Tensor, tw: int):
     """Candidate pairs (gid, px, py) of Gaussians [g0, g1): the pixels of each row's exact span of the
-    alpha >= ALPHA_MIN ellipse, on tiles still alive. Gaussian-major, rows top to bottom."""
+    alpha >= ALPHA_MIN ellipse, on strips (TILE pixels of a row) not yet finished. Gaussian-major."""
     b = box[g0:g1]
+    zero = torch.zeros_like(b[:, 0])
     # 1. (Gaussian, row) over the bounding box rows
-    g, _, y = _enumerate_rects(b[:, 0] * 0, b[:, 0] * 0, b[:, 2], b[:, 3])
-    # 2. the ellipse's x-span on the row through the pixel centres (float64; the alpha test is exact)
-    sel = lambda t: t[g0:g1].double().index_select(0, g)  # noqa: E731
-    mx, my, A, B, C = (
-        sel(means2d[:, 0]),
-        sel(means2d[:, 1]),
-        sel(conics[:, 0]),
-        sel(conics[:, 1]),
-        sel(conics[:, 2]),
-    )
-    extent2 = 2.0 * torch.log(sel(opac) / ALPHA_MIN)
+    g, _, y = _enumerate_rects(zero, zero, b[:, 2], b[:, 3])
+    # 2. the ellipse's x-span on the row (float64; the alpha test later is exact, this only has to cover it)
+    my, cx, slope, q2, r2 = span[g0:g1].index_select(0, g).unbind(1)
     dy = y.double() + 0.5 - my
-    disc = (B * B - A * C) * dy * dy + A * extent2
-    half = torch.sqrt(disc.clamp_min(0.0)) / A
-    centre = mx - B * dy / A - 0.5
-    xlo = torch.ceil(centre - half - SPAN_EPS).clamp(-1.0, 1e9).long()
-    xhi = torch.floor(centre + half + SPAN_EPS).clamp(-1.0, 1e9).long()
+    disc = q2 * dy * dy + r2
+    half = torch.sqrt(disc.clamp_min(0.0))
+    centre = cx + slope * dy
     bg = b.index_select(0, g)
-    xlo = torch.maximum(xlo, bg[:, 0])
-    xhi = torch.minimum(xhi, bg[:, 1])
+    xlo = torch.maximum(torch.ceil(centre - half - SPAN_EPS).clamp(-1.0, 1e9).long(), bg[:, 0])
+    xhi = torch.minimum(torch.floor(centre + half + SPAN_EPS).clamp(-1.0, 1e9).long(), bg[:, 1])
     empty = (disc < 0) | (xhi < xlo)
     xlo = torch.where(empty, 0, xlo)
     xhi = torch.where(empty, -1, xhi)
-    # 3. split spans at tile columns; keep the pieces on live tiles
-    r, _, col = _enumerate_rects(
-        xlo * 0,
-        xlo * 0,
-        torch.div(xlo, TILE, rounding_mode="floor"),
-        torch.div(xhi, TILE, rounding_mode="floor"),
-    )
+    # 3. split spans at tile columns; keep the pieces on live strips (one row of a tile)
+    zero = torch.zeros_like(xlo)
+    c0 = torch.div(xlo, TILE, rounding_mode="floor")
+    c1 = torch.div(xhi, TILE, rounding_mode="floor")
+    r, _, col = _enumerate_rects(zero, zero, c0, c1)
     yr = y.index_select(0, r)
-    live = torch.nonzero(
-        tile_alive.index_select(0, torch.div(yr, TILE, rounding_mode="floor") * tw + col)
-    ).squeeze(1)
+    live = torch.nonzero(strip_alive.index_select(0, yr * tw + col)).squeeze(1)
     r, col, yr = r.index_select(0, live), col.index_select(0, live), yr.index_select(0, live)
     # 4. pixels of the live pieces
-    p, _, px = _enumerate_rects(
-        r * 0,
-        r * 0,
-        torch.maximum(xlo.index_select(0, r), col * TILE),
-        torch.minimum(xhi.index_select(0, r), col * TILE + TILE - 1),
-    )
+    lo = torch.maximum(xlo.index_select(0, r), col * TILE)
+    hi = torch.minimum(xhi.index_select(0, r), col * TILE + (TILE - 1))
+    zero = torch.zeros_like(lo)
+    p, _, px = _enumerate_rects(zero, zero, lo, hi)
     rp = r.index_select(0, p)
     return g.index_select(0, rp) + g0, px, yr.index_select(0, p)
 
@@ -129,158 +125,176 @@ def _segments(keys: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     n = keys.numel()
     is_start = torch.ones(n, dtype=torch.bool, device=keys.device)
     if n > 1:
-        is_start[1:] = keys[1:] != keys[:-1]
+        torch.ne(keys[1:], keys[:-1], out=is_start[1:])
     seg = torch.cumsum(is_start, 0) - 1
     first = torch.nonzero(is_start).squeeze(1)
     last = torch.cat([first[1:], torch.tensor([n], device=keys.device)]) - 1
     return seg, first, last
 
 
-def _pair_geometry(means2d: Tensor, conics: Tensor, gid: Tensor, px: Tensor, py: Tensor):
-    """(dx, dy, sigma) of pairs, the same arithmetic as the reference."""
-    m = means2d[gid]
-    cn = conics[gid]
-    dx = (px.to(m.dtype) + 0.5) - m[:, 0]
-    dy = (py.to(m.dtype) + 0.5) - m[:, 1]
-    sigma = 0.5 * (cn[:, 0] * dx**2 + cn[:, 2] * dy**2) + cn[:, 1] * (dx * dy)
-    return dx, dy, sigma, cn
+def _pair_geometry(geo: Tensor, gid: Tensor, px: Tensor, py: Tensor):
+    """geo [G, 6] = (mx, my, A, B, C, opacity). Returns (dx, dy, sigma, A, B, C, opacity) of the pairs, with
+    the reference's arithmetic."""
+    mx, my, A, B, C, o = geo.index_select(0, gid).unbind(1)
+    dx = (px.to(geo.dtype) + 0.5) - mx
+    dy = (py.to(geo.dtype) + 0.5) - my
+    sigma = 0.5 * (A * dx**2 + C * dy**2) + B * (dx * dy)
+    return dx, dy, sigma, A, B, C, o
 
 
-def _forward(means2d, conics, opac, feats, box, width: int, height: int, max_pairs: int):
-    """Composite. Returns feature sums [H*W, F], alpha [H*W], log T_final [H*W] (float64), and the
-    composited pairs (gid, pix) as int32, sorted by pixel then depth."""
+@dataclass
+class _Frame:
+    """Pixel grid padded to whole tiles: pixel index = y * wp + x."""
+
+    width: int
+    height: int
+    tw: int  # tiles across
+    th: int  # tiles down
+
+    @property
+    def wp(self) -> int:
+        return self.tw * TILE
+
+    @property
+    def n_pix(self) -> int:
+        return self.th * TILE * self.wp
+
+    @classmethod
+    def of(cls, width: int, height: int) -> _Frame:
+        return cls(width, height, -(-width // TILE), -(-height // TILE))
+
+
+def _forward(geo: Tensor, feats: Tensor, box: Tensor, frame: _Frame, max_pairs: int):
+    """Composite front to back. Returns (feature sums [n_pix, F], alpha [n_pix], log T_final [n_pix] float64,
+    kept pairs: gid int32, pix int32, alpha, T in front; sorted by pixel, then depth)."""
     dtype, device = feats.dtype, feats.device
-    tw, th = -(-width // TILE), -(-height // TILE)
-    wp = tw * TILE  # padded width: pixel index = y * wp + x
-    n_pix = th * TILE * wp
+    wp, n_pix = frame.wp, frame.n_pix
     feat_sum = torch.zeros(n_pix, feats.shape[1], dtype=dtype, device=device)
     acc = torch.zeros(n_pix, dtype=dtype, device=device)
     log_t = torch.zeros(n_pix, dtype=torch.float64, device=device)
-    done = torch.ones(th * TILE, wp, dtype=torch.bool, device=device)
-    done[:height, :width] = False  # padding pixels count as finished
+    done = torch.ones(frame.th * TILE, wp, dtype=torch.bool, device=device)
+    done[: frame.height, : frame.width] = False  # padding pixels count as finished
     done = done.reshape(-1)
-    tile_alive = torch.ones(th * tw, dtype=torch.bool, device=device)
+    strip_alive = torch.ones(frame.th * TILE * frame.tw, dtype=torch.bool, device=device)
     area = ((box[:, 1] - box[:, 0] + 1).clamp_min(0) * (box[:, 3] - box[:, 2] + 1).clamp_min(0)).cumsum(0)
-    kept_gid, kept_pix = [], []
+    span = _span_table(geo[:, :2], geo[:, 2:5], geo[:, 5])
+    kept: list[tuple[Tensor, ...]] = []
 
     g0, n = 0, box.shape[0]
     while g0 < n:
-        # next depth chunk: about max_pairs candidates, given the fraction of tiles still alive
-        alive_frac = max(float(tile_alive.float().mean()), 1.0 / 64)
+        # next depth chunk: about max_pairs candidates, given the fraction of strips still alive
+        alive_frac = max(float(strip_alive.float().mean()), 1.0 / 64)
         before = int(area[g0 - 1]) if g0 > 0 else 0
-        g1 = int(torch.searchsorted(area, before + max_pairs / alive_frac, right=True))
+        g1 = int(torch.searchsorted(area, before + int(max_pairs / alive_frac), right=True))
         g1 = min(max(g1, g0 + 1), n)
-        g0_chunk, g0 = g0, g1
-
-        gid, px, py = _candidates(means2d, conics, opac, box, g0_chunk, g1, tile_alive, tw)
+        gid, px, py = _candidates(span, box, g0, g1, strip_alive, frame.tw)
+        g0 = g1
         pix = py * wp + px
         live = torch.nonzero(~done.index_select(0, pix)).squeeze(1)
-        gid, pix, px, py = gid[live], pix[live], px[live], py[live]
-        _, _, sigma, _ = _pair_geometry(means2d, conics, gid, px, py)
-        alpha = torch.clamp_max(opac[gid] * torch.exp(-sigma), ALPHA_MAX)
+        gid, pix, px, py = (t.index_select(0, live) for t in (gid, pix, px, py))
+        _, _, sigma, _, _, _, o = _pair_geometry(geo, gid, px, py)
+        alpha = torch.clamp_max(o * torch.exp(-sigma), ALPHA_MAX)
         hit = torch.nonzero((sigma >= 0) & (alpha >= ALPHA_MIN)).squeeze(1)
         if hit.numel() == 0:
             continue
-        pix, order = torch.sort(pix[hit], stable=True)  # pixel-major, depth order kept inside a pixel
-        hit = hit[order]
-        gid, alpha = gid[hit], alpha[hit]
+        pix, order = torch.sort(pix.index_select(0, hit), stable=True)  # depth order kept inside a pixel
+        hit = hit.index_select(0, order)
+        gid, alpha = gid.index_select(0, hit), alpha.index_select(0, hit)
 
         # transmittance in front of each pair: carried-over T times the segment's exclusive product
         log1m = torch.log1p(-alpha.double())
         cs = torch.cumsum(log1m, 0) - log1m
         seg, first, _ = _segments(pix)
-        log_excl = log_t[pix] + (cs - cs[first][seg])
+        log_excl = log_t.index_select(0, pix) + (cs - cs.index_select(0, first).index_select(0, seg))
         included = log_excl + log1m > LOG_T_MIN
         done[pix[~included]] = True
         inc = torch.nonzero(included).squeeze(1)
-        gid, pix, alpha, log_excl, log1m = gid[inc], pix[inc], alpha[inc], log_excl[inc], log1m[inc]
+        gid, pix, alpha, log_excl, log1m = (
+            t.index_select(0, inc) for t in (gid, pix, alpha, log_excl, log1m)
+        )
         log_t.index_add_(0, pix, log1m)
-        w = alpha * torch.exp(log_excl).to(dtype)
-        feat_sum.index_add_(0, pix, w[:, None] * feats[gid])
+        t = torch.exp(log_excl).to(dtype)
+        w = alpha * t
+        feat_sum.index_add_(0, pix, w[:, None] * feats.index_select(0, gid))
         acc.index_add_(0, pix, w)
-        kept_gid.append(gid.int())
-        kept_pix.append(pix.int())
-        tile_alive = ~done.reshape(th, TILE, tw, TILE).all(dim=3).all(dim=1).reshape(-1)
-        if not bool(tile_alive.any()):
+        kept.append((gid.int(), pix.int(), alpha, t))
+        strip_alive = ~done.reshape(-1, TILE).all(dim=1)
+        if not bool(strip_alive.any()):
             break
 
-    gid = torch.cat(kept_gid) if kept_gid else torch.zeros(0, dtype=torch.int32, device=device)
-    pix = torch.cat(kept_pix) if kept_pix else torch.zeros(0, dtype=torch.int32, device=device)
+    if kept:
+        gid, pix, alpha, t = (torch.cat(parts) for parts in zip(*kept, strict=True))
+    else:
+        gid = pix = torch.zeros(0, dtype=torch.int32, device=device)
+        alpha = t = torch.zeros(0, dtype=dtype, device=device)
     pix, order = torch.sort(pix, stable=True)
-    gid = gid[order]
-
-    def crop(t: Tensor) -> Tensor:
-        return t.reshape(th * TILE, wp, *t.shape[1:])[:height, :width].reshape(height * width, *t.shape[1:])
-
-    # pixel indices of the kept pairs are re-based to the cropped image
-    pix = (torch.div(pix, wp, rounding_mode="floor") * width + pix % wp).int()
-    return crop(feat_sum), crop(acc), crop(log_t), gid, pix
+    gid, alpha, t = (x.index_select(0, order) for x in (gid, alpha, t))
+    return feat_sum, acc, log_t, (gid, pix, alpha, t)
 
 
-def _backward_slice(means2d, conics, opac, feats, gid, pix, width, g_feat, g_acc, log_t_final, grads):
-    """Accumulate gradients of one slice of whole pixels of the kept pairs into `grads`."""
+def _backward_slice(geo, feats, frame: _Frame, pairs, g_feat, g_acc, t_final, grads, geometry: bool):
+    """Accumulate the gradients of one slice (whole pixels) of the kept pairs into `grads`
+    ([G, 6] for geo, [G, F] for feats)."""
+    gid, pix, alpha, t = pairs
     gid, pix = gid.long(), pix.long()
-    px, py = pix % width, torch.div(pix, width, rounding_mode="floor")
-    dx, dy, sigma, cn = _pair_geometry(means2d, conics, gid, px, py)
-    e = torch.exp(-sigma)
-    raw = opac[gid] * e
-    alpha = torch.clamp_max(raw, ALPHA_MAX)
-    log1m = torch.log1p(-alpha.double())
-    seg, first, last = _segments(pix)
-    cs = torch.cumsum(log1m, 0) - log1m
-    t = torch.exp(cs - cs[first][seg]).to(alpha.dtype)  # T in front of the pair, from the pixel's start
     w = alpha * t
-    f = feats[gid]
-    gf = g_feat[pix]
-    gfd = (gf * f).sum(1)  # d loss / d (feature contribution), per unit weight
+    gf = g_feat.index_select(0, pix)  # [n, F]
+    grads[1].index_add_(0, gid, w[:, None] * gf)
+    if not geometry:
+        return
+    gfd = (gf * feats.index_select(0, gid)).sum(1)  # d loss / d weight of each pair (direct part)
     cv = torch.cumsum((w * gfd).double(), 0)
-    behind = (cv[last][seg] - cv).to(alpha.dtype)  # sum over later pairs of w_i (g . f_i)
-    one_m = 1.0 - alpha
-    d_alpha = t * gfd + (g_acc[pix] * torch.exp(log_t_final[pix]).to(alpha.dtype) - behind) / one_m
-    d_alpha = torch.where(raw < ALPHA_MAX, d_alpha, torch.zeros_like(d_alpha))
-    d_sigma = -d_alpha * alpha
-    g_means, g_conics, g_opac, g_feats = grads
-    g_opac.index_add_(0, gid, d_alpha * e)
-    g_feats.index_add_(0, gid, w[:, None] * gf)
-    g_means.index_add_(
-        0,
-        gid,
-        torch.stack(
-            [-d_sigma * (cn[:, 0] * dx + cn[:, 1] * dy), -d_sigma * (cn[:, 2] * dy + cn[:, 1] * dx)], 1
-        ),
+    seg, _, last = _segments(pix)
+    behind = (cv.index_select(0, last).index_select(0, seg) - cv).to(alpha.dtype)  # sum_{later i} w_i gfd_i
+    # d out / d alpha_k = T_k gfd_k - (behind_k - g_acc T_final) / (1 - alpha_k)
+    d_alpha = t * gfd + (g_acc.index_select(0, pix) * t_final.index_select(0, pix) - behind) / (1.0 - alpha)
+    d_alpha = torch.where(alpha < ALPHA_MAX, d_alpha, torch.zeros_like(d_alpha))  # clamped: no gradient
+    px, py = pix % frame.wp, torch.div(pix, frame.wp, rounding_mode="floor")
+    dx, dy, _, A, B, C, o = _pair_geometry(geo, gid, px, py)
+    d_sigma = d_alpha * alpha  # = -d loss / d sigma
+    upd = torch.stack(
+        [
+            d_sigma * (A * dx + B * dy),  # d / d mx (sigma's derivative is -(A dx + B dy))
+            d_sigma * (C * dy + B * dx),
+            -0.5 * d_sigma * dx * dx,  # d / d A
+            -d_sigma * dx * dy,
+            -0.5 * d_sigma * dy * dy,
+            d_alpha * alpha / o,  # d / d opacity (unclamped: alpha = o exp(-sigma))
+        ],
+        1,
     )
-    g_conics.index_add_(
-        0, gid, torch.stack([0.5 * d_sigma * dx * dx, d_sigma * dx * dy, 0.5 * d_sigma * dy * dy], 1)
-    )
+    grads[0].index_add_(0, gid, upd)
 
 
 class _Composite(torch.autograd.Function):
+    """(geo [G, 6] = means2d, conic, opacity; feats [G, F]) -> (feature sums [n_pix, F], alpha [n_pix])
+    on the tile-padded pixel grid of `frame`."""
+
     @staticmethod
-    def forward(ctx, means2d, conics, opac, feats, box, width, height, max_pairs):
-        feat_sum, acc, log_t, gid, pix = _forward(means2d, conics, opac, feats, box, width, height, max_pairs)
-        ctx.save_for_backward(means2d, conics, opac, feats, gid, pix, log_t)
-        ctx.width, ctx.max_pairs = width, max_pairs
+    def forward(ctx, geo, feats, box, frame, max_pairs):
+        feat_sum, acc, log_t, pairs = _forward(geo, feats, box, frame, max_pairs)
+        ctx.save_for_backward(geo, feats, log_t, *pairs)
+        ctx.frame, ctx.max_pairs = frame, max_pairs
         return feat_sum, acc
 
     @staticmethod
     def backward(ctx, g_feat, g_acc):
-        means2d, conics, opac, feats, gid, pix, log_t = ctx.saved_tensors
-        grads = tuple(torch.zeros_like(t) for t in (means2d, conics, opac, feats))
-        n = gid.numel()
-        step = max(1, ctx.max_pairs // 2)
-        start = 0
+        geo, feats, log_t, *pairs = ctx.saved_tensors
+        geometry = ctx.needs_input_grad[0]
+        grads = (torch.zeros_like(geo), torch.zeros_like(feats))
+        t_final = torch.exp(log_t).to(geo.dtype)
+        g_feat, g_acc = g_feat.contiguous(), g_acc.contiguous()
+        pix, n, step, start = pairs[1], pairs[0].numel(), max(1, ctx.max_pairs), 0
         while start < n:
             stop = min(n, start + step)
             if stop < n:  # end the slice on a pixel boundary
                 stop = int(torch.searchsorted(pix, pix[stop], right=False))
                 if stop <= start:
                     stop = int(torch.searchsorted(pix, pix[start], right=True))
-            sl = slice(start, stop)
-            _backward_slice(
-                means2d, conics, opac, feats, gid[sl], pix[sl], ctx.width, g_feat, g_acc, log_t, grads
-            )
+            sl = [x[start:stop] for x in pairs]
+            _backward_slice(geo, feats, ctx.frame, sl, g_feat, g_acc, t_final, grads, geometry)
             start = stop
-        return (*grads, None, None, None, None)
+        return grads[0] if geometry else None, grads[1], None, None, None
 
 
 def rasterize_torch(
@@ -298,12 +312,15 @@ def rasterize_torch(
     idx = torch.nonzero(p.valid).squeeze(1)
     order = idx[torch.argsort(p.depths[idx], stable=True)]  # front to back, as the reference
     means2d, conics, opac = p.means2d[order], p.conics[order], p.opacities[order]
+    geo = torch.cat([means2d, conics, opac[:, None]], dim=1)  # [G, 6]
     feats = torch.cat([p.colors[order], p.depths[order, None]], dim=1)  # [G, 4] colour and depth
     H, W = camera.height, camera.width
+    frame = _Frame.of(W, H)
     with torch.no_grad():
         box = _bounding_boxes(means2d, conics, opac, W, H)
-    feat_sum, alpha = _Composite.apply(means2d, conics, opac, feats, box, W, H, max_pairs)
-    feat_sum, alpha = feat_sum.reshape(H, W, -1), alpha.reshape(H, W)
+    feat_sum, alpha = _Composite.apply(geo, feats, box, frame, max_pairs)
+    feat_sum = feat_sum.reshape(frame.th * TILE, frame.wp, -1)[:H, :W]
+    alpha = alpha.reshape(frame.th * TILE, frame.wp)[:H, :W]
     image = feat_sum[..., :3] + (1.0 - alpha)[..., None] * background
     depth_sum = feat_sum[..., 3]
     depth = torch.where(alpha > 0, depth_sum / alpha.clamp_min(1e-10), torch.zeros_like(depth_sum))
