@@ -111,7 +111,8 @@ def _material_colour_and_texture(material):
     if material is None:
         return np.array([0.8, 0.8, 0.8]), None
     colour = np.array(material.diffuse_color[:3], dtype=np.float64)
-    tree = material.node_tree if material.use_nodes else None
+    uses_nodes = bpy.app.version >= (5, 0, 0) or material.use_nodes  # 5.0+: always (use_nodes deprecated)
+    tree = material.node_tree if uses_nodes else None
     if tree is None:
         return colour, None
     bsdf = next((n for n in tree.nodes if n.type == "BSDF_PRINCIPLED"), None)

@@ -202,7 +202,8 @@ def display_material():
     if mat is not None:
         return mat
     mat = bpy.data.materials.new(MATERIAL)
-    mat.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # 5.0+: materials always use nodes (use_nodes is deprecated)
+        mat.use_nodes = True
     if hasattr(mat, "surface_render_method"):  # EEVEE Next (4.2+)
         mat.surface_render_method = "DITHERED"
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
