@@ -60,18 +60,16 @@ def _bounding_boxes(means2d: Tensor, conics: Tensor, opac: Tensor, width: int, h
     return torch.nan_to_num(box, nan=-1.0).long()  # a NaN box becomes empty (x1 < x0 or y1 < y0)
 
 
-def _enumerate_rects(x0: Tensor, x1: Tensor, y0: Tensor, y1: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """All integer points of inclusive rectangles: (rectangle index, x, y), rectangle by rectangle, rows
-    top to bottom."""
-    w = (x1 - x0 + 1).clamp_min(0)
-    counts = w * (y1 - y0 + 1).clamp_min(0)
+def _expand_ranges(lo: Tensor, hi: Tensor, *carry: Tensor) -> tuple[Tensor, ...]:
+    """The integers of the inclusive ranges [lo, hi], range after range, and each `carry` tensor's value of
+    the range repeated alongside."""
+    counts = (hi - lo + 1).clamp_min(0)
     total = int(counts.sum())
-    rect = torch.repeat_interleave(torch.arange(len(counts), device=x0.device), counts, output_size=total)
     starts = torch.cumsum(counts, 0) - counts
-    local = torch.arange(total, device=x0.device) - starts[rect]
-    wr = w[rect]
-    row = torch.div(local, wr, rounding_mode="floor")
-    return rect, x0[rect] + (local - row * wr), y0[rect] + row
+    values = torch.arange(total, device=lo.device) + torch.repeat_interleave(
+        lo - starts, counts, output_size=total
+    )
+    return values, *(torch.repeat_interleave(c, counts, output_size=total) for c in carry)
 
 
 def _span_table(means2d: Tensor, conics: Tensor, opac: Tensor) -> Tensor:
@@ -88,9 +86,8 @@ def _candidates(span: Tensor, box: Tensor, g0: int, g1: int, strip_alive: Tensor
     """Candidate pairs (gid, px, py) of Gaussians [g0, g1): the pixels of each row's exact span of the
     alpha >= ALPHA_MIN ellipse, on strips (TILE pixels of a row) not yet finished. Gaussian-major."""
     b = box[g0:g1]
-    zero = torch.zeros_like(b[:, 0])
     # 1. (Gaussian, row) over the bounding box rows
-    g, _, y = _enumerate_rects(zero, zero, b[:, 2], b[:, 3])
+    y, g = _expand_ranges(b[:, 2], b[:, 3], torch.arange(g1 - g0, device=box.device))
     # 2. the ellipse's x-span on the row (float64; the alpha test later is exact, this only has to cover it)
     my, cx, slope, q2, r2 = span[g0:g1].index_select(0, g).unbind(1)
     dy = y.double() + 0.5 - my
@@ -104,20 +101,19 @@ def _candidates(span: Tensor, box: Tensor, g0: int, g1: int, strip_alive: Tensor
     xlo = torch.where(empty, 0, xlo)
     xhi = torch.where(empty, -1, xhi)
     # 3. split spans at tile columns; keep the pieces on live strips (one row of a tile)
-    zero = torch.zeros_like(xlo)
-    c0 = torch.div(xlo, TILE, rounding_mode="floor")
-    c1 = torch.div(xhi, TILE, rounding_mode="floor")
-    r, _, col = _enumerate_rects(zero, zero, c0, c1)
+    col, r = _expand_ranges(
+        torch.div(xlo, TILE, rounding_mode="floor"),
+        torch.div(xhi, TILE, rounding_mode="floor"),
+        torch.arange(len(xlo), device=box.device),
+    )
     yr = y.index_select(0, r)
     live = torch.nonzero(strip_alive.index_select(0, yr * tw + col)).squeeze(1)
     r, col, yr = r.index_select(0, live), col.index_select(0, live), yr.index_select(0, live)
     # 4. pixels of the live pieces
     lo = torch.maximum(xlo.index_select(0, r), col * TILE)
     hi = torch.minimum(xhi.index_select(0, r), col * TILE + (TILE - 1))
-    zero = torch.zeros_like(lo)
-    p, _, px = _enumerate_rects(zero, zero, lo, hi)
-    rp = r.index_select(0, p)
-    return g.index_select(0, rp) + g0, px, yr.index_select(0, p)
+    px, gid, py = _expand_ranges(lo, hi, g.index_select(0, r) + g0, yr)
+    return gid, px, py
 
 
 def _segments(keys: Tensor) -> tuple[Tensor, Tensor, Tensor]:
