@@ -26,7 +26,7 @@ import numpy as np
 import zmq
 
 from . import fields as F
-from .codec import DEFAULT_LIMITS, CodecLimits, recv_limited
+from .codec import DEFAULT_LIMITS, CodecLimits, recv_message
 from .errors import (
     EngineUnavailable,
     JobCancelled,
@@ -61,8 +61,8 @@ from .messages import (
     Unwatch,
     Watch,
     Welcome,
-    decode_message,
     encode_message,
+    message_from,
 )
 from .splatfile.arrays import SplatArrays
 
@@ -331,9 +331,11 @@ class EngineClient:
         assert self._sock is not None, "client is closed"
         if not self._sock.poll(int(max(0.0, timeout) * 1000), zmq.POLLIN):
             return None
-        frames = recv_limited(self._sock, self.limits)
-        self._last_heard = time.monotonic()
-        return decode_message(frames, self.limits)
+        try:
+            _, decoded = recv_message(self._sock, self.limits)
+        finally:
+            self._last_heard = time.monotonic()
+        return message_from(decoded)
 
     def _drain(self, timeout: float, until_job: str | None = None) -> None:
         """Route every waiting event into its job queue; with timeout > 0 wait up to that long for the first

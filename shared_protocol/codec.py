@@ -6,8 +6,8 @@
                  `FRAME_BYTES` (16 MiB) is split into consecutive frames of at most that size
 
 No pickle and no eval anywhere: dtypes come from a fixed allow-list, shapes are checked against the frame
-sizes, and every limit (`CodecLimits`) is enforced before any big allocation. `recv_limited` reads a message
-frame by frame and stops keeping frames once a limit is passed, so an oversized message cannot exhaust memory.
+sizes, and every limit (`CodecLimits`) is enforced before any big allocation. `recv_message` reads a message
+frame by frame straight into its arrays, so an oversized or lying message cannot exhaust memory.
 """
 
 from __future__ import annotations
@@ -119,22 +119,35 @@ def _check_spec(spec: Any, limits: CodecLimits) -> tuple[str, np.dtype, tuple[in
     return name, np.dtype(dtype), tuple(shape), frames
 
 
-def decode(frames: list[Any], limits: CodecLimits = DEFAULT_LIMITS) -> Decoded:
-    """Parse and check frames (header first). Raises ProtocolError / MessageTooLarge naming the problem."""
-    if not frames:
-        raise ProtocolError("empty message (no header frame)")
-    if len(frames) > limits.max_frames:
-        raise MessageTooLarge(f"message has {len(frames)} frames, the limit is {limits.max_frames}")
-    bufs = [_buffer(f) for f in frames]
-    total = sum(b.nbytes for b in bufs)
-    if total > limits.max_message_bytes:
-        raise MessageTooLarge(f"message is {total} bytes, the limit is {limits.max_message_bytes}")
-    if bufs[0].nbytes > limits.max_header_bytes:
-        raise MessageTooLarge(
-            f"header frame is {bufs[0].nbytes} bytes, the limit is {limits.max_header_bytes}"
-        )
+@dataclass
+class ArraySpec:
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    frames: int
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+@dataclass
+class Header:
+    type: str
+    version: int
+    rid: str | None
+    body: dict[str, Any]
+    specs: list[ArraySpec]
+
+
+def parse_header(raw: Any, limits: CodecLimits = DEFAULT_LIMITS) -> Header:
+    """Check the JSON header frame, including the declared array sizes against the limits (before anything
+    is allocated for them)."""
+    raw = _buffer(raw)
+    if raw.nbytes > limits.max_header_bytes:
+        raise MessageTooLarge(f"header frame is {raw.nbytes} bytes, the limit is {limits.max_header_bytes}")
     try:
-        header = json.loads(bytes(bufs[0]).decode("utf-8"))
+        header = json.loads(bytes(raw).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ProtocolError(f"header frame is not UTF-8 JSON: {type(e).__name__}: {e}"[:300]) from None
     if not isinstance(header, dict):
@@ -143,72 +156,123 @@ def decode(frames: list[Any], limits: CodecLimits = DEFAULT_LIMITS) -> Decoded:
     if set(header) != expected:
         raise ProtocolError(f"header keys {sorted(header)} != {sorted(expected)}")
     if header["proto"] != PROTO_NAME:
-        raise ProtocolError(f"header proto is {header['proto']!r}, expected {PROTO_NAME!r}")
+        raise ProtocolError(f"header proto is {header['proto']!r:.40}, expected {PROTO_NAME!r}")
     v, mtype, rid, body, specs = (header[k] for k in ("v", "type", "rid", "body", "arrays"))
     if not isinstance(v, int) or isinstance(v, bool) or not 0 < v < 1000:
-        raise ProtocolError(f"header v (protocol version) {v!r} must be a positive integer")
+        raise ProtocolError(f"header v (protocol version) {v!r:.40} must be a positive integer")
     if not isinstance(mtype, str) or not 0 < len(mtype) <= 32:
-        raise ProtocolError(f"header type {mtype!r} must be a short string")
+        raise ProtocolError(f"header type {mtype!r:.40} must be a short string")
     if rid is not None and (not isinstance(rid, str) or not 0 < len(rid) <= 64):
         raise ProtocolError("header rid must be null or a string of 1..64 characters")
     if not isinstance(body, dict):
         raise ProtocolError("header body must be a JSON object")
     if not isinstance(specs, list) or len(specs) > limits.max_arrays:
         raise ProtocolError(f"header arrays must be a list of at most {limits.max_arrays} entries")
+    checked = [ArraySpec(*_check_spec(spec, limits)) for spec in specs]
+    names = [a.name for a in checked]
+    if len(set(names)) != len(names):
+        raise ProtocolError(f"an array name is declared twice in {names}")
+    declared = raw.nbytes + sum(a.nbytes for a in checked)
+    if declared > limits.max_message_bytes:
+        raise MessageTooLarge(f"message declares {declared} bytes, the limit is {limits.max_message_bytes}")
+    if 1 + sum(a.frames for a in checked) > limits.max_frames:
+        raise MessageTooLarge(f"message declares more than {limits.max_frames} frames")
+    return Header(mtype, v, rid if isinstance(rid, str) else None, body, checked)
 
+
+def decode(frames: list[Any], limits: CodecLimits = DEFAULT_LIMITS) -> Decoded:
+    """Parse and check a list of frames (header first). Raises ProtocolError / MessageTooLarge."""
+    if not frames:
+        raise ProtocolError("empty message (no header frame)")
+    if len(frames) > limits.max_frames:
+        raise MessageTooLarge(f"message has {len(frames)} frames, the limit is {limits.max_frames}")
+    bufs = [_buffer(f) for f in frames]
+    total = sum(b.nbytes for b in bufs)
+    if total > limits.max_message_bytes:
+        raise MessageTooLarge(f"message is {total} bytes, the limit is {limits.max_message_bytes}")
+    h = parse_header(bufs[0], limits)
     arrays: dict[str, np.ndarray] = {}
     pos = 1
-    for spec in specs:
-        name, dtype, shape, nframes = _check_spec(spec, limits)
-        if name in arrays:
-            raise ProtocolError(f"array {name!r} is declared twice")
-        if pos + nframes > len(bufs):
-            raise ProtocolError(f"array {name!r} declares {nframes} frame(s) but the message is truncated")
-        nbytes = math.prod(shape) * dtype.itemsize
-        parts = bufs[pos : pos + nframes]
+    for a in h.specs:
+        if pos + a.frames > len(bufs):
+            raise ProtocolError(f"array {a.name!r} declares {a.frames} frame(s) but the message is truncated")
+        parts = bufs[pos : pos + a.frames]
         got = sum(p.nbytes for p in parts)
-        if got != nbytes:
+        if got != a.nbytes:
             raise ProtocolError(
-                f"array {name!r} {dtype.str}{list(shape)} needs {nbytes} bytes, frames hold {got}"
+                f"array {a.name!r} {a.dtype.str}{list(a.shape)} needs {a.nbytes} bytes, frames hold {got}"
             )
-        out = np.empty(shape, dtype)
-        if nbytes:
+        out = np.empty(a.shape, a.dtype)
+        if a.nbytes:
             flat = memoryview(out.reshape(-1)).cast("B")
             off = 0
             for p in parts:
                 flat[off : off + p.nbytes] = p
                 off += p.nbytes
-        arrays[name] = out
-        pos += nframes
+        arrays[a.name] = out
+        pos += a.frames
     if pos != len(bufs):
         raise ProtocolError(f"message has {len(bufs) - pos} frame(s) beyond those the header declares")
-    return Decoded(type=mtype, version=v, rid=rid, body=body, arrays=arrays)
+    return Decoded(type=h.type, version=h.version, rid=h.rid, body=h.body, arrays=arrays)
 
 
-def recv_limited(sock: Any, limits: CodecLimits = DEFAULT_LIMITS, flags: int = 0, skip: int = 0) -> list[Any]:
-    """Receive one multipart message frame by frame from a zmq socket without holding more than the limits
-    allow. `skip` leading frames (a ROUTER's identity) are not counted. When a limit is passed the rest of the
-    message is drained and discarded, and MessageTooLarge is raised with `.frames` holding the first `skip`
-    frames (so a server can still address its error reply)."""
-    frames: list[Any] = []
-    total = 0
-    too_large: str | None = None
-    while True:
-        f = sock.recv(flags=flags, copy=False) if not frames else sock.recv(copy=False)
-        counted = len(frames) - skip
-        if too_large is None:
-            if counted >= 0:
-                total += len(f)
-            if counted + 1 > limits.max_frames:
-                too_large = f"more than {limits.max_frames} frames"
-            elif total > limits.max_message_bytes:
-                too_large = f"more than {limits.max_message_bytes} bytes"
-        if too_large is None or len(frames) < skip:
-            frames.append(f)
-        if not f.more:
-            break
-    if too_large is not None:
-        err = MessageTooLarge(f"message dropped: {too_large}")
-        err.frames = frames[:skip]  # type: ignore[attr-defined]
-        raise err
-    return frames
+def _drain(sock: Any) -> None:
+    import zmq
+
+    while sock.getsockopt(zmq.RCVMORE):
+        sock.recv(copy=False)
+
+
+def recv_message(
+    sock: Any, limits: CodecLimits = DEFAULT_LIMITS, flags: int = 0, skip: int = 0
+) -> tuple[list[bytes], Decoded]:
+    """Receive and decode one message from a zmq socket, streaming array frames straight into their arrays
+    (`recv_into`: no intermediate copy, nothing allocated beyond what the validated header declares).
+
+    `skip` leading frames (a ROUTER's identity) are returned as the first element. On any problem the rest of
+    the message is drained and a ProtocolError raised with `.prefix` (those frames) and `.rid` (when the
+    header was readable), so that a server can still address its error reply."""
+    import zmq
+
+    prefix: list[bytes] = []
+    for i in range(skip):
+        prefix.append(sock.recv(flags if i == 0 else 0))
+        if not sock.getsockopt(zmq.RCVMORE):
+            err = ProtocolError("message has no header frame")
+            err.prefix, err.rid = prefix, None  # type: ignore[attr-defined]
+            raise err
+    rid = None
+    try:
+        head = sock.recv(flags if skip == 0 else 0, copy=False)
+        h = parse_header(head, limits)
+        rid = h.rid
+        arrays: dict[str, np.ndarray] = {}
+        for a in h.specs:
+            out = np.empty(a.shape, a.dtype)
+            flat = memoryview(out.reshape(-1)).cast("B") if a.nbytes else memoryview(bytearray(0))
+            off = 0
+            for k in range(a.frames):
+                if not sock.getsockopt(zmq.RCVMORE):
+                    raise ProtocolError(
+                        f"array {a.name!r} declares {a.frames} frame(s) but the message is "
+                        f"truncated after {k}"
+                    )
+                n = sock.recv_into(flat[off:]) if off < a.nbytes else len(sock.recv(copy=False))
+                if n > a.nbytes - off:
+                    raise ProtocolError(
+                        f"array {a.name!r} {a.dtype.str}{list(a.shape)} needs {a.nbytes} "
+                        "bytes, its frames hold more"
+                    )
+                off += n
+            if off != a.nbytes:
+                raise ProtocolError(
+                    f"array {a.name!r} {a.dtype.str}{list(a.shape)} needs {a.nbytes} bytes, frames hold {off}"
+                )
+            arrays[a.name] = out
+        if sock.getsockopt(zmq.RCVMORE):
+            raise ProtocolError("message has frame(s) beyond those the header declares")
+    except ProtocolError as e:
+        _drain(sock)
+        e.prefix, e.rid = prefix, rid  # type: ignore[attr-defined]
+        raise
+    return prefix, Decoded(type=h.type, version=h.version, rid=h.rid, body=h.body, arrays=arrays)

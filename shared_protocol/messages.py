@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from . import fields as F
-from .codec import DEFAULT_LIMITS, CodecLimits, decode, encode
+from .codec import DEFAULT_LIMITS, CodecLimits, Decoded, decode, encode
 from .errors import ProtocolError, UnknownMessageType, VersionMismatch
 from .splatfile.arrays import GAUSSIAN_FIELDS, SplatArrays
 
@@ -546,11 +546,15 @@ def encode_message(msg: Message, rid: str | None = None, version: int = PROTOCOL
 
 
 def decode_message(frames: list[Any], limits: CodecLimits = DEFAULT_LIMITS) -> tuple[Message, str | None]:
-    """(message, rid). Raises ProtocolError subclasses naming the problem."""
-    d = decode(frames, limits)
+    """(message, rid) from a list of frames. Raises ProtocolError subclasses naming the problem."""
+    return message_from(decode(frames, limits))
+
+
+def message_from(d: Decoded) -> tuple[Message, str | None]:
+    """(message, rid) from a decoded envelope (see codec.recv_message): checks version, type and fields."""
     if d.version not in SUPPORTED_VERSIONS and d.type != "hello":
         raise VersionMismatch(
-            f"protocol version {d.version} is not supported (this side speaks {SUPPORTED_VERSIONS})"
+            f"protocol version {d.version} is not supported (this side speaks {list(SUPPORTED_VERSIONS)})"
         )
     cls = MESSAGE_TYPES.get(d.type)
     if cls is None:

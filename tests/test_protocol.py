@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from shared_protocol import messages as M
-from shared_protocol.codec import CodecLimits, decode, encode, recv_limited
+from shared_protocol.codec import CodecLimits, decode, encode, recv_message
 from shared_protocol.errors import MessageTooLarge, ProtocolError, UnknownMessageType, VersionMismatch
 from shared_protocol.splatfile import SplatArrays
 
@@ -193,7 +193,7 @@ def test_field_validation_names_the_field():
         M.Submit.from_wire(body, arrays)
 
 
-def test_recv_limited_drains_oversized_message_and_keeps_socket_usable():
+def test_recv_message_refuses_lying_or_oversized_messages_and_keeps_socket_usable():
     zmq = pytest.importorskip("zmq")
     ctx = zmq.Context()
     a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
@@ -201,14 +201,29 @@ def test_recv_limited_drains_oversized_message_and_keeps_socket_usable():
         port = a.bind_to_random_port("tcp://127.0.0.1")
         b.connect(f"tcp://127.0.0.1:{port}")
         limits = CodecLimits(max_message_bytes=10_000, max_frames=8)
-        b.send_multipart([b"x" * 6000, b"y" * 6000])
-        b.send_multipart([b"z"] * 20)
-        b.send_multipart(_frames(M.Ok("fine")))
-        for what in ("bytes", "frames"):
-            with pytest.raises(MessageTooLarge, match=what):
-                recv_limited(a, limits)
-        msg, rid = M.decode_message(recv_limited(a, limits), limits)
-        assert msg == M.Ok("fine") and rid == "x"
+        big = encode("ping", {}, {"echo.a": np.zeros(3000, np.float32)})  # declares 12000 bytes
+        b.send_multipart(big)
+        head = json.loads(bytes(big[0]))
+        head["arrays"][0]["shape"] = [2]  # declares 8 bytes, sends 12000
+        b.send_multipart([json.dumps(head).encode(), big[1]])
+        b.send_multipart([json.dumps(head).encode()])  # truncated: the array frame is missing
+        b.send_multipart([b"z"] * 20)  # not a header at all
+        b.send_multipart([bytes(f) for f in encode("ok", {"message": "fine"}, rid="x")] + [b"extra"])
+        b.send_multipart(M.encode_message(M.Ping({"a": np.arange(7, dtype=np.int64)}), rid="y"))
+        expected = [
+            (MessageTooLarge, "declares 12"),
+            (ProtocolError, "hold more"),
+            (ProtocolError, "truncated"),
+            (ProtocolError, "JSON"),
+            (ProtocolError, "beyond"),
+        ]
+        for exc, match in expected:
+            with pytest.raises(exc, match=match):
+                recv_message(a, limits)
+        _, decoded = recv_message(a, limits)
+        msg, rid = M.message_from(decoded)
+        assert rid == "y" and np.array_equal(msg.echo["a"], np.arange(7))
+        assert not a.poll(50)  # everything was consumed, nothing left over
     finally:
         a.close(0)
         b.close(0)

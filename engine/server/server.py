@@ -8,7 +8,6 @@ step, the job stays queued on disk, the engine exits; the next start resumes it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -21,8 +20,8 @@ from typing import Any
 import zmq
 
 from shared_protocol import __version__ as engine_version
-from shared_protocol.codec import CodecLimits, recv_limited
-from shared_protocol.errors import MessageTooLarge, ProtocolError
+from shared_protocol.codec import CodecLimits, recv_message
+from shared_protocol.errors import ProtocolError
 from shared_protocol.fields import TERMINAL_STATES
 from shared_protocol.messages import (
     Cancel,
@@ -47,8 +46,8 @@ from shared_protocol.messages import (
     Unwatch,
     Watch,
     Welcome,
-    decode_message,
     encode_message,
+    message_from,
     negotiate,
 )
 
@@ -88,17 +87,6 @@ class ServerConfig:
     def limits(self) -> dict[str, Any]:
         keys = ("max_gaussians", "max_resolution", "max_steps", "max_views", "max_message_bytes")
         return {k: v for k, v in asdict(self).items() if k in keys}
-
-
-def _rid_of(frames: list[Any], max_header: int) -> str | None:
-    """Best effort: the request id of a message that failed validation, so the error reaches its caller."""
-    try:
-        if not frames or len(frames[0]) > max_header:
-            return None
-        rid = json.loads(bytes(frames[0])).get("rid")
-        return rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
-    except (ValueError, AttributeError, TypeError):
-        return None
 
 
 class LimitError(ValueError):
@@ -232,9 +220,10 @@ class EngineServer:
                 self.config.shutdown_timeout_s,
             )
         self._flush_events()
-        for s in (self._sock, self._wake):
-            if s is not None:
-                s.close(0)
+        if self._sock is not None:
+            self._sock.close(linger=1000)  # let the last replies (e.g. to `shutdown`) go out
+        if self._wake is not None:
+            self._wake.close(0)
         if self._auth is not None:
             self._auth.stop()
         self._sock = self._wake = None
@@ -259,23 +248,21 @@ class EngineServer:
     def _handle_one(self) -> bool:
         assert self._sock is not None
         try:
-            frames = recv_limited(self._sock, self.codec_limits, flags=zmq.NOBLOCK, skip=1)
+            prefix, decoded = recv_message(self._sock, self.codec_limits, flags=zmq.NOBLOCK, skip=1)
         except zmq.Again:
             return False
-        except MessageTooLarge as e:
-            ident = getattr(e, "frames", [None])[0]
-            if ident is not None:
-                self._send(bytes(ident), Error(e.code, str(e)), None)
+        except ProtocolError as e:  # bad frames: answer the sender if we know who it is
+            prefix = getattr(e, "prefix", [])
+            if prefix:
+                self._send(prefix[0], Error(e.code, str(e)), getattr(e, "rid", None))
             return True
-        identity = bytes(frames[0])
-        body = frames[1:]
-        rid = None
+        identity = prefix[0]
+        rid = decoded.rid
         try:
-            msg, rid = decode_message(body, self.codec_limits)
+            msg, rid = message_from(decoded)
             reply = self._dispatch(identity, msg)
         except ProtocolError as e:
             reply = Error(e.code, str(e))
-            rid = rid or _rid_of(body, self.codec_limits.max_header_bytes)
         except LimitError as e:
             reply = Error("limit", str(e))
         except KeyError as e:
