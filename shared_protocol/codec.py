@@ -223,6 +223,16 @@ def _drain(sock: Any) -> None:
         sock.recv(copy=False)
 
 
+def _recv_into(sock: Any, buf: memoryview) -> int:
+    """Receive one frame into `buf`; returns the frame's full size (larger than buf means it did not fit)."""
+    if hasattr(sock, "recv_into"):  # pyzmq >= 26
+        return sock.recv_into(buf)
+    frame = _buffer(sock.recv(copy=False))
+    if frame.nbytes <= buf.nbytes:
+        buf[: frame.nbytes] = frame
+    return frame.nbytes
+
+
 def recv_message(
     sock: Any, limits: CodecLimits = DEFAULT_LIMITS, flags: int = 0, skip: int = 0
 ) -> tuple[list[bytes], Decoded]:
@@ -257,7 +267,7 @@ def recv_message(
                         f"array {a.name!r} declares {a.frames} frame(s) but the message is "
                         f"truncated after {k}"
                     )
-                n = sock.recv_into(flat[off:]) if off < a.nbytes else len(sock.recv(copy=False))
+                n = _recv_into(sock, flat[off:]) if off < a.nbytes else len(sock.recv(copy=False))
                 if n > a.nbytes - off:
                     raise ProtocolError(
                         f"array {a.name!r} {a.dtype.str}{list(a.shape)} needs {a.nbytes} "
