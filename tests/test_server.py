@@ -199,3 +199,17 @@ def test_curve_admits_only_authorized_clients(tmp_path):
         context=zmq.Context(),
     )
     assert s.config.address.startswith("tcp://0.0.0.0")
+
+
+def test_watchers_get_heartbeats(engine):
+    with engine.client() as c:
+        job = c.submit(make_arrays(), STYLE, settings={"steps": 2})
+        job.wait(timeout=10)
+        job.poll()
+        t_end = time.monotonic() + 1.6  # the test engine beats every 0.5 s
+        worst = 0.0
+        while time.monotonic() < t_end:
+            job.poll()
+            worst = max(worst, c.seconds_since_heard())
+            time.sleep(0.05)
+        assert worst < 1.2, f"{worst:.2f} s without a heartbeat"
