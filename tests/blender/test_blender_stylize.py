@@ -23,7 +23,33 @@ def configure(addon, engine_python, tmp_path):
     return prefs
 
 
-def test_stylize_splats_against_a_real_engine(addon, fresh_scene, shared_data, engine_python, tmp_path):
+def render_side_by_side(source, result, out_dir):
+    """A small Cycles render of the original (left) and the stylized copy (right), saved to look at."""
+    import bpy
+    from mathutils import Matrix, Vector
+
+    scene = bpy.context.scene
+    result.matrix_world = Matrix.Translation(Vector((0.5, 0, 0))) @ source.matrix_world
+    cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(cam)
+    target = source.matrix_world.translation + Vector((0.25, 0, 0))
+    cam.location = target + Vector((0, -1.6, 0.9))
+    cam.rotation_euler = (target - cam.location).to_track_quat("-Z", "Y").to_euler()
+    scene.camera = cam
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 8
+    scene.render.resolution_x, scene.render.resolution_y = 192, 96
+    scene.render.resolution_percentage = 100
+    scene.render.film_transparent = True
+    scene.view_settings.view_transform = "Standard"
+    scene.render.filepath = str(out_dir / f"donut_stylized_{bpy.app.version_string.split()[0]}.png")
+    bpy.ops.render.render(write_still=True)
+
+
+def test_stylize_splats_against_a_real_engine(
+    addon, fresh_scene, shared_data, engine_python, tmp_path, out_dir
+):
     import bpy
 
     configure(addon, engine_python, tmp_path)
@@ -40,8 +66,8 @@ def test_stylize_splats_against_a_real_engine(addon, fresh_scene, shared_data, e
     settings = fresh_scene.splatbrush
     settings.style_image = str(shared_data / "styles" / "vg_starry_night.jpg")
     settings.preset = "preview"
-    settings.steps = 4
-    settings.size = 48
+    settings.steps = 2
+    settings.size = 32
     settings.camera_source = "ORBIT"
     settings.orbit_views = 2
     try:
@@ -63,6 +89,7 @@ def test_stylize_splats_against_a_real_engine(addon, fresh_scene, shared_data, e
         assert state.progress == 1.0 and not state.running
         timings = run.task.status.timings
         print("stylize timings (s):", {k: round(v, 3) for k, v in timings.items()})
+        render_side_by_side(source, result_obj, out_dir)
     finally:
         link.stop_engines()
 
