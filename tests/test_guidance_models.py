@@ -12,7 +12,7 @@ from engine.guidance import csd, purify, quality, sos
 from engine.guidance.base import GuidanceBatch, StepInfo
 from engine.guidance.model_common import style_to_tensor
 from engine.models import ModelMissingError, available
-from engine.models.tiny import write_tiny_models
+from engine.models.tiny import TINY_CSD_ARCH, write_tiny_models
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +152,16 @@ def test_purification_removes_the_content_direction(tiny_root, style):
     loss = g(batch)["purify"]
     loss.backward()
     assert torch.isfinite(loss) and batch.images.grad.abs().sum() > 0
+
+
+def test_csd_loader_strips_prefix_and_checks_keys(tiny_root, tmp_path):
+    raw = torch.load(tiny_root / "csd" / "pytorch_model.bin", weights_only=True)
+    sd = dict(raw["model_state_dict"])
+    sd["module.some_other_head.weight"] = torch.zeros(2)  # extra keys of other variants are ignored
+    torch.save({"model_state_dict": sd}, tmp_path / "extra.bin")
+    model = csd.load_csd(tmp_path / "extra.bin", dict(TINY_CSD_ARCH))
+    torch.testing.assert_close(model.last_layer_style, sd["module.last_layer_style"])
+    del sd["module.last_layer_style"]
+    torch.save({"model_state_dict": sd}, tmp_path / "missing.bin")
+    with pytest.raises(ValueError, match="lacks 1 CSD weights"):
+        csd.load_csd(tmp_path / "missing.bin", dict(TINY_CSD_ARCH))

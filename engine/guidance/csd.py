@@ -9,6 +9,7 @@ outputs L2-normalised. Checkpoint `tomg-group-umd/CSD-ViT-L`: {"model_state_dict
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,8 @@ from torch import Tensor, nn
 
 from .base import Guidance, GuidanceBatch
 from .model_common import clip_preprocess, load_state, module_config, style_to_tensor
+
+log = logging.getLogger(__name__)
 
 CSD_VIT_L = {"width": 1024, "layers": 24, "heads": 16, "patch_size": 14, "image_size": 224, "output_dim": 768}
 
@@ -78,7 +81,19 @@ def load_csd(path, arch: dict | None = None) -> CSDModel:
     sd = strip_module_prefix(load_state(path, key="model_state_dict"))
     sd.pop("backbone.proj", None)
     model = build_csd(arch)
-    model.load_state_dict(sd, strict=True)
+    result = model.load_state_dict(sd, strict=False)
+    if result.missing_keys:
+        raise ValueError(
+            f"{path} lacks {len(result.missing_keys)} CSD weights, e.g. {result.missing_keys[:3]}; "
+            "is it the CSD-ViT-L checkpoint?"
+        )
+    if result.unexpected_keys:  # extra heads of other CSD variants: not used by the style loss
+        log.info(
+            "CSD checkpoint %s: ignoring %d extra keys, e.g. %s",
+            path,
+            len(result.unexpected_keys),
+            result.unexpected_keys[:3],
+        )
     return model
 
 
