@@ -11,7 +11,7 @@ import pytest
 from shared_protocol import messages as M
 from shared_protocol.codec import CodecLimits, decode, encode, recv_message
 from shared_protocol.errors import MessageTooLarge, ProtocolError, UnknownMessageType, VersionMismatch
-from shared_protocol.splatfile import SplatArrays
+from shared_protocol.splatfile import GAUSSIAN_FIELDS, SplatArrays
 
 
 def make_arrays(n: int = 50, k: int = 4, seed: int = 0) -> SplatArrays:
@@ -27,7 +27,7 @@ def make_arrays(n: int = 50, k: int = 4, seed: int = 0) -> SplatArrays:
 
 
 def splat_equal(a: SplatArrays, b: SplatArrays) -> bool:
-    same = all(np.array_equal(getattr(a, f), getattr(b, f)) for f in M.GAUSSIAN_FIELDS)
+    same = all(np.array_equal(getattr(a, f), getattr(b, f)) for f in GAUSSIAN_FIELDS)
     return (
         same
         and a.extra.keys() == b.extra.keys()
