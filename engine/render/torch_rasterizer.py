@@ -36,6 +36,7 @@ LOG_T_MIN = math.log(T_MIN)
 TILE = 16
 SPAN_EPS = 1e-3  # pixels; row spans are widened by this against rounding
 DEFAULT_MAX_PAIRS = 2_000_000  # candidate pairs handled at once: bounds the working memory
+BACKWARD_SLICE_DIV = 4  # the backward keeps ~4x more values per pair than the forward: smaller slices
 
 
 def _bounding_boxes(means2d: Tensor, conics: Tensor, opac: Tensor, width: int, height: int) -> Tensor:
@@ -280,7 +281,7 @@ class _Composite(torch.autograd.Function):
         grads = (torch.zeros_like(geo), torch.zeros_like(feats))
         t_final = torch.exp(log_t).to(geo.dtype)
         g_feat, g_acc = g_feat.contiguous(), g_acc.contiguous()
-        pix, n, step, start = pairs[1], pairs[0].numel(), max(1, ctx.max_pairs), 0
+        pix, n, step, start = pairs[1], pairs[0].numel(), max(1, ctx.max_pairs // BACKWARD_SLICE_DIV), 0
         while start < n:
             stop = min(n, start + step)
             if stop < n:  # end the slice on a pixel boundary
