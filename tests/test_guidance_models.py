@@ -165,3 +165,23 @@ def test_csd_loader_strips_prefix_and_checks_keys(tiny_root, tmp_path):
     torch.save({"model_state_dict": sd}, tmp_path / "missing.bin")
     with pytest.raises(ValueError, match="lacks 1 CSD weights"):
         csd.load_csd(tmp_path / "missing.bin", dict(TINY_CSD_ARCH))
+
+
+def test_the_stylization_loop_finds_and_builds_the_modules(tiny_root, style, monkeypatch):
+    """The loop checks `engine.models.available(name)` (env SPLATBRUSH_MODELS or the caches) and builds a
+    module with `engine.guidance.<name>.build(job_config, style_image, device)`."""
+    from engine.stylize.config import StylizeConfig
+    from engine.stylize.loop import build_guidance, model_available
+
+    monkeypatch.delenv("SPLATBRUSH_MODELS", raising=False)
+    assert not model_available("sos")
+    monkeypatch.setenv("SPLATBRUSH_MODELS", str(tiny_root))
+    config = StylizeConfig(module_options={"sos": {"min_short_side": 16}, "quality": {"logit_scale": 5.0}})
+    batch = _batch(torch.rand(1, 3, 48, 48))
+    for name in ("sos", "csd", "quality"):
+        assert model_available(name)
+        module = build_guidance(name, config, style, torch.device("cpu"))
+        assert module.name == name
+        terms = module(batch)
+        assert terms and all(t.ndim == 0 and torch.isfinite(t) for t in terms.values())
+    assert build_guidance("sos", config, style, torch.device("cpu")).cfg.min_short_side == 16
