@@ -67,10 +67,15 @@ def is_running() -> bool:
     return any(not run.task.finished for run in _runs)
 
 
-def start(context, task: StylizeTask, source) -> Run:
-    """Begin `task` for the object `source`; in background mode, run it to the end before returning."""
-    task._launcher = _launch
-    task._log_path = engine_log_path()
+def start(context, task: StylizeTask, source, synchronous: bool | None = None) -> Run:
+    """Begin `task` for the object `source`. Synchronous (default: in background mode) runs it to the end
+    before returning; otherwise a timer ticks it."""
+    if synchronous is None:
+        synchronous = bpy.app.background
+    if task._launcher is start_local_engine:
+        task._launcher = _launch  # remember the engines we start, to stop them later
+    if task._log_path is None:
+        task._log_path = engine_log_path()
     run = Run(
         task=task,
         source_name=source.name,
@@ -81,7 +86,7 @@ def start(context, task: StylizeTask, source) -> Run:
     state = context.window_manager.splatbrush
     state.running, state.progress, state.status = True, 0.0, "starting..."
     state.source_object = source.name
-    if bpy.app.background:
+    if synchronous:
         while not task.finished:
             task.tick()
             _mirror(run)
@@ -118,7 +123,10 @@ def _timer():
         run.task.tick()
         _mirror(run)
         if run.task.finished:
-            _finish(run)
+            try:
+                _finish(run)
+            except (ValueError, RuntimeError) as e:  # shown in the panel; the timer must survive
+                bpy.context.window_manager.splatbrush.status = f"could not import the result: {e}"
     _redraw()
     return TICK_SECONDS if _runs else None
 

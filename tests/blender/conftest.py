@@ -11,7 +11,6 @@ import importlib.util
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -78,7 +77,9 @@ def out_dir() -> Path:
     return OUT
 
 
+@pytest.fixture
 def free_port() -> int:
+    """A loopback TCP port that is free now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -107,7 +108,3 @@ def wait_until():
         pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
     return wait
-
-
-def addon_module(name: str):
-    return sys.modules[name]

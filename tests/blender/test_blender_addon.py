@@ -155,3 +155,122 @@ def test_render_of_imported_splats_shows_their_colours(addon, fresh_scene, share
     expected = (dc * weight[:, None]).sum(0) / weight.sum()
     assert np.abs(shown - expected).max() < 0.2, (shown, expected)  # the splats' own colours
     assert px[covered][:, :3].std(0).max() > 0.03  # not one flat colour
+
+
+class _FakeJob:
+    report = {"fake": True}
+
+    def __init__(self, result):
+        self._events = [
+            {"state": "running", "step": 1, "total_steps": 2},
+            {"state": "running", "step": 2, "total_steps": 2, "preview": np.full((6, 8, 3), 200, np.uint8)},
+            {"state": "done", "step": 2, "total_steps": 2},
+        ]
+        self._result = result
+
+    def poll(self):
+        return [self._events.pop(0)] if self._events else []
+
+    def status(self):
+        return {"state": "running"}
+
+    def result(self):
+        return self._result
+
+    def cancel(self):
+        pass
+
+
+class _FakeClient:
+    def __init__(self, job):
+        self.job, self.timeout = job, 1.0
+
+    def ping(self, timeout=None):
+        return {}
+
+    def submit(self, **kwargs):
+        return self.job
+
+    def close(self):
+        pass
+
+
+def test_timer_path_mirrors_progress_and_preview_then_imports_the_result(addon, fresh_scene, shared_data):
+    """The UI path (a bpy.app.timers callback) driven by hand, a scripted client in place of an engine."""
+    import importlib
+
+    import bpy
+
+    link = importlib.import_module(addon + ".engine_link")
+    jobs = importlib.import_module(addon + ".jobs")
+    splats = importlib.import_module(addon + ".splats")
+    bpy.ops.splatbrush.import_gaussians(filepath=str(shared_data / "scenes" / "donut.ply"))
+    source = bpy.context.active_object
+    arrays = splats.arrays_from_object(source)
+    styled = splatfile(addon).SplatArrays(
+        arrays.means, arrays.quats, arrays.log_scales, arrays.opacity_logits, arrays.sh * 0.5
+    )
+    client = _FakeClient(_FakeJob(styled))
+    task = jobs.StylizeTask(
+        jobs.EngineOptions(),
+        arrays,
+        np.zeros((4, 4, 3), np.uint8),
+        None,
+        {},
+        client_factory=lambda o, timeout: client,
+    )
+    link.start(bpy.context, task, source, synchronous=False)
+    assert bpy.app.timers.is_registered(link._timer) and link.is_running()
+    state = bpy.context.window_manager.splatbrush
+    fractions = []
+    for _ in range(20):  # what Blender's event loop would do every TICK_SECONDS
+        again = link._timer()
+        fractions.append(state.progress)
+        if again is None:
+            break
+    assert again is None and not link.is_running() and not state.running
+    assert fractions[-1] == 1.0 and 0.5 in fractions
+    preview = bpy.data.images[link.PREVIEW_IMAGE]
+    assert tuple(preview.size) == (8, 6)
+    px = np.empty(8 * 6 * 4, np.float32)
+    preview.pixels.foreach_get(px)
+    assert np.allclose(px.reshape(-1, 4)[:, :3], 200 / 255, atol=1e-3)
+    result = bpy.data.objects[link.last_run.result_name]
+    assert splats.arrays_from_object(result).sh.tobytes() == (arrays.sh * 0.5).tobytes()
+    bpy.app.timers.unregister(link._timer) if bpy.app.timers.is_registered(link._timer) else None
+
+
+def test_scene_cameras_match_blenders_own_projection(addon, fresh_scene):
+    """Views from scene cameras, moved into a transformed object's space, project like Blender does."""
+    import importlib
+
+    import bpy
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Vector
+
+    scene_data = importlib.import_module(addon + ".scene_data")
+    views_mod = importlib.import_module(addon + ".views")
+    scene = fresh_scene
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 320, 200, 100
+    bpy.ops.mesh.primitive_cube_add(
+        size=1.0, location=(0.5, -0.2, 0.3), rotation=(0.2, 0.4, -0.3), scale=(1.5,) * 3
+    )
+    cube = bpy.context.active_object
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(cam)
+    cam.location = (3.0, -4.0, 2.5)
+    cam.rotation_euler = (Vector((0.5, -0.2, 0.3)) - cam.location).to_track_quat("-Z", "Y").to_euler()
+    cam.data.lens, cam.data.shift_x, cam.data.sensor_fit = 42.0, 0.1, "AUTO"
+    scene.camera = cam
+    bpy.context.view_layer.update()
+    settings = scene.splatbrush
+    settings.camera_source = "ALL"
+    (view,) = scene_data.camera_views(bpy.context, settings, cube, 160)
+    assert (view["width"], view["height"]) == (160, 100)
+    local = np.array([v.co[:] for v in cube.data.vertices])
+    px = views_mod.project(view, local)
+    for p_local, p_px in zip(local, px, strict=True):
+        ndc = world_to_camera_view(
+            scene, cam, cube.matrix_world @ Vector(p_local)
+        )  # (0..1, 0..1) from bottom
+        np.testing.assert_allclose(p_px, [ndc.x * 160, (1 - ndc.y) * 100], atol=1e-3)

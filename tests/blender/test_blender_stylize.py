@@ -7,15 +7,14 @@ import importlib
 import sys
 
 import numpy as np
-from conftest import free_port
 
 
-def configure(addon, engine_python, tmp_path):
+def configure(addon, engine_python, tmp_path, free_port):
     import bpy
 
     prefs = bpy.context.preferences.addons[addon].preferences
     prefs.engine_mode = "LOCAL"
-    prefs.local_address = f"tcp://127.0.0.1:{free_port()}"
+    prefs.local_address = f"tcp://127.0.0.1:{free_port}"
     prefs.auto_start = True
     prefs.python_path = str(engine_python)
     prefs.state_dir = str(tmp_path / "engine-state")
@@ -48,11 +47,11 @@ def render_side_by_side(source, result, out_dir):
 
 
 def test_stylize_splats_against_a_real_engine(
-    addon, fresh_scene, shared_data, engine_python, tmp_path, out_dir
+    addon, fresh_scene, shared_data, engine_python, tmp_path, out_dir, free_port
 ):
     import bpy
 
-    configure(addon, engine_python, tmp_path)
+    configure(addon, engine_python, tmp_path, free_port)
     splats = sys.modules[addon + ".splats"]
     link = sys.modules[addon + ".engine_link"]
     bpy.ops.splatbrush.import_gaussians(filepath=str(shared_data / "scenes" / "donut.ply"))
