@@ -274,3 +274,62 @@ def test_scene_cameras_match_blenders_own_projection(addon, fresh_scene):
             scene, cam, cube.matrix_world @ Vector(p_local)
         )  # (0..1, 0..1) from bottom
         np.testing.assert_allclose(p_px, [ndc.x * 160, (1 - ndc.y) * 100], atol=1e-3)
+
+
+class _Layout:
+    """Stands in for bpy.types.UILayout (which cannot be made outside a UI): records what a panel draws and
+    checks that every property and operator it names exists."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def _child(self, *args, **kwargs):
+        return _Layout(self.log)
+
+    row = column = box = split = _child
+
+    def prop(self, data, name, **kwargs):
+        key = name.strip('[]"')
+        if name.startswith("["):
+            assert key in data.keys(), f"{data!r} has no custom property {key}"
+        else:
+            assert name in data.bl_rna.properties, f"{data!r} has no property {name}"
+        self.log.append(("prop", key))
+
+    def operator(self, idname, **kwargs):
+        self.log.append(("operator", idname))
+
+    def label(self, **kwargs):
+        self.log.append(("label", kwargs.get("text", "")))
+
+    def progress(self, **kwargs):
+        self.log.append(("progress", kwargs.get("factor")))
+
+    def template_icon(self, **kwargs):
+        self.log.append(("icon", kwargs.get("icon_value")))
+
+
+def test_sidebar_panel_draws_for_splats_and_meshes(addon, fresh_scene, shared_data):
+    import bpy
+
+    panel_cls = bpy.types.SPLATBRUSH_PT_main
+    for make in ("splats", "mesh", "none"):
+        if make == "splats":
+            bpy.ops.splatbrush.import_gaussians(filepath=str(shared_data / "scenes" / "donut.ply"))
+        elif make == "mesh":
+            bpy.ops.mesh.primitive_cube_add()
+        else:
+            bpy.context.view_layer.objects.active = None
+        log = []
+        panel = type("P", (), {"layout": _Layout(log)})()
+        panel_cls.draw(panel, bpy.context)
+        ops = [name for kind, name in log if kind == "operator"]
+        assert "splatbrush.stylize" in ops and "splatbrush.import_gaussians" in ops
+        for idname in ops:
+            assert operator_exists(idname), idname
+        props = [name for kind, name in log if kind == "prop"]
+        assert "style_image" in props and "preset" in props
+        if make == "splats":
+            assert any(kind == "prop" and name.startswith("Socket") for kind, name in log)  # Size / Points
+        if make == "mesh":
+            assert "mesh_samples" in props
