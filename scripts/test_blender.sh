@@ -8,6 +8,8 @@
 # Idempotent and quick once the venvs exist. When bpy cannot be installed here (no Python 3.11, no
 # registry, unsupported platform) it prints SKIP and exits 0. The Stylize test starts a real engine with
 # .venv/bin/python (scripts/setup_venv.sh makes it); without it that test skips.
+# SPLATBRUSH_BLENDER_VENV_ROOT=DIR keeps the bpy venvs in DIR instead of the checkout (e.g. a cache shared
+# by fresh clones).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,14 +28,17 @@ spec_for() {  # the pip requirements of one Blender version (real Blender 4.2-5.
   esac
 }
 
+VENV_ROOT=${SPLATBRUSH_BLENDER_VENV_ROOT:-.}
+
 ensure_venv() {  # $1 = version; returns non-zero when bpy cannot be installed
-  local venv=".venv-blender-$1" spec stamp
+  local venv="$VENV_ROOT/.venv-blender-$1" spec stamp
   spec=$(spec_for "$1")
   stamp="$venv/.splatbrush-installed"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$spec" ] && "$venv/bin/python" -c "import bpy" 2>/dev/null; then
     return 0
   fi
   echo "[test_blender] installing $spec into $venv (large download, once)"
+  mkdir -p "$VENV_ROOT"
   [ -x "$venv/bin/python" ] || "$PY311" -m venv "$venv" || return 1
   # shellcheck disable=SC2086
   "$venv/bin/python" -m pip install -q --disable-pip-version-check $spec || return 1
@@ -57,7 +62,7 @@ for v in $VERSIONS; do
     continue
   fi
   echo "[test_blender] Blender $v"
-  ".venv-blender-$v/bin/python" -m pytest -c tests/blender/pytest.ini --confcutdir tests/blender \
+  "$VENV_ROOT/.venv-blender-$v/bin/python" -m pytest -c tests/blender/pytest.ini --confcutdir tests/blender \
     tests/blender -q "$@"
   rc=$?
   ran=$((ran + 1))
