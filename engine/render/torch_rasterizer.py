@@ -66,11 +66,10 @@ def _expand_ranges(lo: Tensor, hi: Tensor, *carry: Tensor) -> tuple[Tensor, ...]
     the range repeated alongside."""
     counts = (hi - lo + 1).clamp_min(0)
     total = int(counts.sum())
+    idx = torch.repeat_interleave(counts, output_size=total)  # range of each output
     starts = torch.cumsum(counts, 0) - counts
-    values = torch.arange(total, device=lo.device) + torch.repeat_interleave(
-        lo - starts, counts, output_size=total
-    )
-    return values, *(torch.repeat_interleave(c, counts, output_size=total) for c in carry)
+    values = torch.arange(total, device=lo.device) + (lo - starts).index_select(0, idx)
+    return values, *(c.index_select(0, idx) for c in carry)
 
 
 def _span_table(means2d: Tensor, conics: Tensor, opac: Tensor) -> Tensor:
@@ -163,7 +162,8 @@ class _Frame:
 
 def _forward(geo: Tensor, feats: Tensor, box: Tensor, frame: _Frame, max_pairs: int):
     """Composite front to back. Returns (feature sums [n_pix, F], alpha [n_pix], log T_final [n_pix] float64,
-    kept pairs: gid int32, pix int32, alpha, T in front; sorted by pixel, then depth)."""
+    the composited pairs of each depth chunk: (gid int32, pix int32, alpha, T in front), sorted by pixel
+    and then depth inside a chunk)."""
     dtype, device = feats.dtype, feats.device
     wp, n_pix = frame.wp, frame.n_pix
     feat_sum = torch.zeros(n_pix, feats.shape[1], dtype=dtype, device=device)
@@ -194,7 +194,9 @@ def _forward(geo: Tensor, feats: Tensor, box: Tensor, frame: _Frame, max_pairs: 
         hit = torch.nonzero((sigma >= 0) & (alpha >= ALPHA_MIN)).squeeze(1)
         if hit.numel() == 0:
             continue
-        pix, order = torch.sort(pix.index_select(0, hit), stable=True)  # depth order kept inside a pixel
+        # int32 keys sort faster; the stable sort keeps depth order inside a pixel
+        pix, order = torch.sort(pix.index_select(0, hit).int(), stable=True)
+        pix = pix.long()
         hit = hit.index_select(0, order)
         gid, alpha = gid.index_select(0, hit), alpha.index_select(0, hit)
 
@@ -219,19 +221,13 @@ def _forward(geo: Tensor, feats: Tensor, box: Tensor, frame: _Frame, max_pairs: 
         if not bool(strip_alive.any()):
             break
 
-    if kept:
-        gid, pix, alpha, t = (torch.cat(parts) for parts in zip(*kept, strict=True))
-    else:
-        gid = pix = torch.zeros(0, dtype=torch.int32, device=device)
-        alpha = t = torch.zeros(0, dtype=dtype, device=device)
-    pix, order = torch.sort(pix, stable=True)
-    gid, alpha, t = (x.index_select(0, order) for x in (gid, alpha, t))
-    return feat_sum, acc, log_t, (gid, pix, alpha, t)
+    return feat_sum, acc, log_t, kept
 
 
-def _backward_slice(geo, feats, frame: _Frame, pairs, g_feat, g_acc, t_final, grads, geometry: bool):
-    """Accumulate the gradients of one slice (whole pixels) of the kept pairs into `grads`
-    ([G, 6] for geo, [G, F] for feats)."""
+def _backward_slice(geo, feats, frame: _Frame, pairs, g_feat, g_acc, t_final, later, grads, geometry: bool):
+    """Accumulate the gradients of one slice of a chunk's composited pairs (whole pixels) into `grads`
+    ([G, 6] for geo, [G, F] for feats). `later` [n_pix] (float64) holds, per pixel, sum w_i (g . f_i) over
+    the pairs of later chunks; this slice's pairs are added to it."""
     gid, pix, alpha, t = pairs
     gid, pix = gid.long(), pix.long()
     w = alpha * t
@@ -240,11 +236,14 @@ def _backward_slice(geo, feats, frame: _Frame, pairs, g_feat, g_acc, t_final, gr
     if not geometry:
         return
     gfd = (gf * feats.index_select(0, gid)).sum(1)  # d loss / d weight of each pair (direct part)
-    cv = torch.cumsum((w * gfd).double(), 0)
+    v = (w * gfd).double()
+    cv = torch.cumsum(v, 0)
     seg, _, last = _segments(pix)
-    behind = (cv.index_select(0, last).index_select(0, seg) - cv).to(alpha.dtype)  # sum_{later i} w_i gfd_i
+    behind = cv.index_select(0, last).index_select(0, seg) - cv + later.index_select(0, pix)
+    later.index_add_(0, pix, v)
     # d out / d alpha_k = T_k gfd_k - (behind_k - g_acc T_final) / (1 - alpha_k)
-    d_alpha = t * gfd + (g_acc.index_select(0, pix) * t_final.index_select(0, pix) - behind) / (1.0 - alpha)
+    g_t = g_acc.index_select(0, pix) * t_final.index_select(0, pix)
+    d_alpha = t * gfd + (g_t - behind.to(alpha.dtype)) / (1.0 - alpha)
     d_alpha = torch.where(alpha < ALPHA_MAX, d_alpha, torch.zeros_like(d_alpha))  # clamped: no gradient
     px, py = pix % frame.wp, torch.div(pix, frame.wp, rounding_mode="floor")
     dx, dy, _, A, B, C, o = _pair_geometry(geo, gid, px, py)
@@ -269,28 +268,32 @@ class _Composite(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, geo, feats, box, frame, max_pairs):
-        feat_sum, acc, log_t, pairs = _forward(geo, feats, box, frame, max_pairs)
-        ctx.save_for_backward(geo, feats, log_t, *pairs)
+        feat_sum, acc, log_t, chunks = _forward(geo, feats, box, frame, max_pairs)
+        ctx.save_for_backward(geo, feats, log_t)
+        ctx.chunks = chunks  # intermediate tensors only (no inputs/outputs): safe to keep on ctx
         ctx.frame, ctx.max_pairs = frame, max_pairs
         return feat_sum, acc
 
     @staticmethod
     def backward(ctx, g_feat, g_acc):
-        geo, feats, log_t, *pairs = ctx.saved_tensors
+        geo, feats, log_t = ctx.saved_tensors
         geometry = ctx.needs_input_grad[0]
         grads = (torch.zeros_like(geo), torch.zeros_like(feats))
         t_final = torch.exp(log_t).to(geo.dtype)
+        later = torch.zeros_like(log_t)
         g_feat, g_acc = g_feat.contiguous(), g_acc.contiguous()
-        pix, n, step, start = pairs[1], pairs[0].numel(), max(1, ctx.max_pairs // BACKWARD_SLICE_DIV), 0
-        while start < n:
-            stop = min(n, start + step)
-            if stop < n:  # end the slice on a pixel boundary
-                stop = int(torch.searchsorted(pix, pix[stop], right=False))
-                if stop <= start:
-                    stop = int(torch.searchsorted(pix, pix[start], right=True))
-            sl = [x[start:stop] for x in pairs]
-            _backward_slice(geo, feats, ctx.frame, sl, g_feat, g_acc, t_final, grads, geometry)
-            start = stop
+        step = max(1, ctx.max_pairs // BACKWARD_SLICE_DIV)
+        for pairs in reversed(ctx.chunks):  # back to front: `later` then holds the light from behind
+            pix, n, start = pairs[1], pairs[1].numel(), 0
+            while start < n:  # slices of whole pixels; no pixel is in two slices of a chunk
+                stop = min(n, start + step)
+                if stop < n:
+                    stop = int(torch.searchsorted(pix, pix[stop], right=False))
+                    if stop <= start:
+                        stop = int(torch.searchsorted(pix, pix[start], right=True))
+                sl = [x[start:stop] for x in pairs]
+                _backward_slice(geo, feats, ctx.frame, sl, g_feat, g_acc, t_final, later, grads, geometry)
+                start = stop
         return grads[0] if geometry else None, grads[1], None, None, None
 
 
