@@ -70,6 +70,32 @@ def start_engine(state: str) -> tuple[subprocess.Popen, str]:
     raise SystemExit("engine did not start")
 
 
+def raw_floor(arrays: dict[str, np.ndarray], repeats: int) -> float:
+    """Best time to move the same bytes there and back over raw zmq PAIR sockets on loopback (16 MiB
+    frames, no header, no validation): the floor the protocol round trip is compared against."""
+    import zmq
+
+    from shared_protocol.codec import encode
+
+    frames = encode("ping", {}, arrays)[1:]
+    ctx = zmq.Context()
+    a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    port = a.bind_to_random_port("tcp://127.0.0.1")
+    b.connect(f"tcp://127.0.0.1:{port}")
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for src, dst in ((a, b), (b, a)):
+            for i, f in enumerate(frames):
+                src.send(f, zmq.SNDMORE if i < len(frames) - 1 else 0, copy=False)
+            dst.recv_multipart(copy=False)
+        best = min(best, time.perf_counter() - t0)
+    a.close(0)
+    b.close(0)
+    ctx.term()
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gaussians", type=int, default=1_000_000)
@@ -98,6 +124,8 @@ def main() -> None:
                     f"median {rt:.3f} s, best {min(times):.3f} s ({2 * mb / 1e3 / rt:.2f} GB/s) "
                     f"[target < 0.5 s: {'OK' if rt < 0.5 else 'MISSED'}]"
                 )
+                floor = raw_floor(arrays, args.repeats)
+                print(f"  floor: raw zmq PAIR moving the same bytes there and back: best {floor:.3f} s")
 
                 # 2. submit latency: small scene (10k) and the big one (includes writing the inputs to disk)
                 small = scene(10_000, args.sh_degree, seed=2)
