@@ -213,3 +213,22 @@ def test_watchers_get_heartbeats(engine):
             worst = max(worst, c.seconds_since_heard())
             time.sleep(0.05)
         assert worst < 1.2, f"{worst:.2f} s without a heartbeat"
+
+
+def test_stylize_runner_refuses_unknown_presets_and_missing_devices(tmp_path):
+    import torch
+
+    from engine.server import StylizeRunner
+
+    e = ThreadedEngine(tmp_path / "s", StylizeRunner("cpu"))
+    try:
+        with e.client() as c:
+            with pytest.raises(RemoteError, match="unknown preset 'nope'") as ei:
+                c.submit(make_arrays(), STYLE, settings={"preset": "nope"})
+            assert ei.value.code == "invalid"
+            if not torch.cuda.is_available():
+                with pytest.raises(RemoteError, match="no CUDA"):
+                    c.submit(make_arrays(), STYLE, settings={"device": "cuda"})
+            assert c.list_jobs() == []
+    finally:
+        e.stop()
