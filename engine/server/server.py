@@ -89,6 +89,16 @@ class ServerConfig:
         return {k: v for k, v in asdict(self).items() if k in keys}
 
 
+def _devices() -> list[str]:
+    """Devices jobs may ask for here (besides "auto")."""
+    import torch
+
+    out = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
 class LimitError(ValueError):
     code = "limit"
 
@@ -125,6 +135,7 @@ class EngineServer:
         self.worker = Worker(self.store, runner, self.post)
         self.bound_address: str | None = None
         self.name = f"splatbrush-engine/{engine_version} ({runner.name}, pid {os.getpid()})"
+        self.devices = _devices()
 
     # ------------------------------------------------------------------------------------------ setup
     def start(self) -> None:
@@ -286,7 +297,7 @@ class EngineServer:
 
     def _dispatch(self, identity: bytes, msg: Message) -> Message:
         if isinstance(msg, Hello):
-            return Welcome(negotiate(msg.versions), self.name, self.config.limits(), [self.config.device])
+            return Welcome(negotiate(msg.versions), self.name, self.config.limits(), self.devices)
         if isinstance(msg, Ping):
             return Pong(self.name, time.time(), self.store.counts(), msg.echo)
         if isinstance(msg, Submit):
