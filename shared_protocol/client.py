@@ -219,7 +219,10 @@ class JobHandle:
             raise JobFailed(f"job {self.id} failed: {st.get('error')}")
         if st["state"] == "cancelled":
             raise JobCancelled(f"job {self.id} was cancelled")
-        reply = self.client._request(Result(self.id), timeout=self.client.timeout + 2.0)
+        nbytes = 240 * int(st.get("num_gaussians") or 0)  # about 236 bytes per Gaussian at SH degree 3
+        reply = self.client._request(
+            Result(self.id), timeout=self.client.timeout + 2 * nbytes / TRANSFER_RATE
+        )
         assert isinstance(reply, ResultData)
         self.report = reply.report
         return reply.gaussians
