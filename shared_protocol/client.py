@@ -275,6 +275,7 @@ class EngineClient:
         s.setsockopt(zmq.MAXMSGSIZE, self.limits.max_frame_bytes)
         s.setsockopt(zmq.HEARTBEAT_IVL, 2000)
         s.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        s.setsockopt(zmq.IPV6, int("[" in self.address))
         if self._curve is not None:
             s.curve_serverkey, s.curve_publickey, s.curve_secretkey = self._curve
         s.connect(self.address)

@@ -147,6 +147,7 @@ class EngineServer:
         sock.setsockopt(zmq.SNDHWM, 10_000)
         sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        sock.setsockopt(zmq.IPV6, int("[" in self.config.address))
         if self.config.curve_secret_key:
             self._auth = setup_curve(
                 self._ctx, sock, self.config.curve_secret_key, self.config.authorized_keys
