@@ -82,9 +82,11 @@ def _span_table(means2d: Tensor, conics: Tensor, opac: Tensor) -> Tensor:
     return torch.stack([my, mx - 0.5, -B / A, (B * B - A * C) / (A * A), extent2 / A], 1)
 
 
-def _candidates(span: Tensor, box: Tensor, g0: int, g1: int, strip_alive: Tensor, tw: int):
-    """Candidate pairs (gid, px, py) of Gaussians [g0, g1): the pixels of each row's exact span of the
-    alpha >= ALPHA_MIN ellipse, on strips (TILE pixels of a row) not yet finished. Gaussian-major."""
+def _chunk_pairs(geo, span, box, g0: int, g1: int, strip_alive: Tensor, done: Tensor, frame: _Frame):
+    """The pairs (gid, pix, alpha) of Gaussians [g0, g1) with alpha >= ALPHA_MIN on pixels not yet finished,
+    Gaussian-major. Only the pixels of each row's exact span of the alpha >= ALPHA_MIN ellipse, on strips
+    (TILE pixels of a row) not yet finished, are tried."""
+    tw, wp = frame.tw, frame.wp
     b = box[g0:g1]
     # 1. (Gaussian, row) over the bounding box rows
     y, g = _expand_ranges(b[:, 2], b[:, 3], torch.arange(g1 - g0, device=box.device))
@@ -109,11 +111,27 @@ def _candidates(span: Tensor, box: Tensor, g0: int, g1: int, strip_alive: Tensor
     yr = y.index_select(0, r)
     live = torch.nonzero(strip_alive.index_select(0, yr * tw + col)).squeeze(1)
     r, col, yr = r.index_select(0, live), col.index_select(0, live), yr.index_select(0, live)
-    # 4. pixels of the live pieces
+    # 4. per piece: pixel index and dx of its first pixel, and sigma = (a2 dx + b1) dx + c0 along the row
+    gp = g.index_select(0, r) + g0
     lo = torch.maximum(xlo.index_select(0, r), col * TILE)
     hi = torch.minimum(xhi.index_select(0, r), col * TILE + (TILE - 1))
-    px, gid, py = _expand_ranges(lo, hi, g.index_select(0, r) + g0, yr)
-    return gid, px, py
+    mx, my, A, B, C, o = geo.index_select(0, gp).unbind(1)
+    dy = (yr.to(geo.dtype) + 0.5) - my
+    coef = torch.stack([(lo.to(geo.dtype) + 0.5) - mx, 0.5 * A, B * dy, 0.5 * C * dy * dy, o], 1)
+    # 5. pixels of the pieces that are not finished, and their alpha
+    counts = (hi - lo + 1).clamp_min(0)
+    total = int(counts.sum())
+    idx = torch.repeat_interleave(counts, output_size=total)
+    first = yr * wp + lo - (torch.cumsum(counts, 0) - counts)  # pix = first[idx] + position in the output
+    pix = torch.arange(total, device=box.device) + first.index_select(0, idx)
+    live = torch.nonzero(~done.index_select(0, pix)).squeeze(1)
+    idx, pix = idx.index_select(0, live), pix.index_select(0, live)
+    x0, a2, b1, c0, o = coef.index_select(0, idx).unbind(1)
+    dx = (pix - (yr * wp + lo).index_select(0, idx)).to(geo.dtype) + x0
+    sigma = (a2 * dx + b1) * dx + c0
+    alpha = torch.clamp_max(o * torch.exp(-sigma), ALPHA_MAX)
+    hit = torch.nonzero((sigma >= 0) & (alpha >= ALPHA_MIN)).squeeze(1)
+    return gp.index_select(0, idx.index_select(0, hit)), pix.index_select(0, hit), alpha.index_select(0, hit)
 
 
 def _segments(keys: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -184,21 +202,14 @@ def _forward(geo: Tensor, feats: Tensor, box: Tensor, frame: _Frame, max_pairs: 
         before = int(area[g0 - 1]) if g0 > 0 else 0
         g1 = int(torch.searchsorted(area, before + int(max_pairs / alive_frac), right=True))
         g1 = min(max(g1, g0 + 1), n)
-        gid, px, py = _candidates(span, box, g0, g1, strip_alive, frame.tw)
+        gid, pix, alpha = _chunk_pairs(geo, span, box, g0, g1, strip_alive, done, frame)
         g0 = g1
-        pix = py * wp + px
-        live = torch.nonzero(~done.index_select(0, pix)).squeeze(1)
-        gid, pix, px, py = (t.index_select(0, live) for t in (gid, pix, px, py))
-        _, _, sigma, _, _, _, o = _pair_geometry(geo, gid, px, py)
-        alpha = torch.clamp_max(o * torch.exp(-sigma), ALPHA_MAX)
-        hit = torch.nonzero((sigma >= 0) & (alpha >= ALPHA_MIN)).squeeze(1)
-        if hit.numel() == 0:
+        if pix.numel() == 0:
             continue
         # int32 keys sort faster; the stable sort keeps depth order inside a pixel
-        pix, order = torch.sort(pix.index_select(0, hit).int(), stable=True)
+        pix, order = torch.sort(pix.int(), stable=True)
         pix = pix.long()
-        hit = hit.index_select(0, order)
-        gid, alpha = gid.index_select(0, hit), alpha.index_select(0, hit)
+        gid, alpha = gid.index_select(0, order), alpha.index_select(0, order)
 
         # transmittance in front of each pair: carried-over T times the segment's exclusive product
         log1m = torch.log1p(-alpha.double())
@@ -206,7 +217,7 @@ def _forward(geo: Tensor, feats: Tensor, box: Tensor, frame: _Frame, max_pairs: 
         seg, first, _ = _segments(pix)
         log_excl = log_t.index_select(0, pix) + (cs - cs.index_select(0, first).index_select(0, seg))
         included = log_excl + log1m > LOG_T_MIN
-        done[pix[~included]] = True
+        done.index_fill_(0, pix.index_select(0, torch.nonzero(~included).squeeze(1)), True)
         inc = torch.nonzero(included).squeeze(1)
         gid, pix, alpha, log_excl, log1m = (
             t.index_select(0, inc) for t in (gid, pix, alpha, log_excl, log1m)
