@@ -43,7 +43,7 @@ def test_batch_runs_every_combination_and_resumes(tmp_path, manifest):
             assert s["metrics"]["mean_abs_dc_change"] > 0
         page = (out / "index.html").read_text()
         assert page.count("<tr>") == 9 and "8 of 8 done" in page
-        assert (out / "thumbs" / "asset0.before.png").is_file() and 'alt="after"' in page
+        assert (out / "thumbs" / "asset0__style0__a.before.png").is_file() and 'alt="after"' in page
 
         with e.client() as c:
             n_jobs = len(c.list_jobs())
@@ -74,3 +74,17 @@ def test_manifest_errors_name_the_problem(tmp_path, manifest):
     bad.write_text('assets = ["asset0.ply"]\nstyles = ["style0.png"]\n[[settings]]\nstepz = 3\n')
     with pytest.raises(ManifestError, match="stepz"):
         load_manifest(bad)
+
+
+def test_thumbnails_use_the_given_camera(tmp_path):
+    from conftest import make_camera
+
+    from engine.server.batch import render_thumbnail
+
+    g = make_arrays(30)
+    cam = make_camera(32, 24).to_dict()
+    assert render_thumbnail(g, 16, tmp_path / "a.png", cam)
+    assert Image.open(tmp_path / "a.png").size == (16, 12)  # the camera's aspect, fitted to 16 px
+    assert render_thumbnail(g, 16, tmp_path / "b.png")
+    assert Image.open(tmp_path / "b.png").size == (16, 16)  # orbit view
+    assert not render_thumbnail(g, 16, tmp_path / "c.png", {"fx": -1})  # a bad camera: no thumbnail, no crash

@@ -140,16 +140,21 @@ def load_manifest(path: str | Path) -> Manifest:
 
 
 # ------------------------------------------------------------------------------------------------ thumbnails
-def render_thumbnail(g: SplatArrays, size: int, path: Path) -> bool:
-    """One view of the scene (the same orbit camera for before and after). False if rendering failed."""
+def render_thumbnail(g: SplatArrays, size: int, path: Path, camera: dict[str, Any] | None = None) -> bool:
+    """One view of the scene: `camera` (Camera.to_dict form; the job's first view) or an orbit view.
+    False if rendering failed."""
     try:
+        from engine.cameras import Camera
         from engine.cameras.orbit import orbit_cameras
         from engine.imaging import save_png
         from engine.render import render
         from engine.scene.io import scene_from_arrays
 
         scene = scene_from_arrays(g)
-        cam = orbit_cameras(scene, 1, size, size, elevation_deg=(20.0,))[0]
+        if camera is not None:
+            cam = Camera.from_dict(camera).fit_to(size)
+        else:
+            cam = orbit_cameras(scene, 1, size, size, elevation_deg=(20.0,))[0]
         save_png(path, render(scene, cam).image)
         return True
     except Exception as e:  # a thumbnail is a nicety; the batch goes on without it
@@ -253,11 +258,11 @@ def run_batch(manifest: Manifest, client: EngineClient, thumbnails: int = 160, l
         result = h.result()
         name = f"{c.key}.ply"
         write_splats(result, out / name)
-        before_png = out / "thumbs" / f"{_slug(_stem(c.asset))}.before.png"
-        if thumbnails and not before_png.is_file():
-            render_thumbnail(scene(c.asset), thumbnails, before_png)
-        if thumbnails:
-            render_thumbnail(result, thumbnails, out / "thumbs" / f"{c.key}.after.png")
+        if thumbnails:  # before and after from the same camera: the job's first view when it reports one
+            views = (h.report or {}).get("views") or [None]
+            cam = views[0] if isinstance(views[0], dict) else None
+            render_thumbnail(scene(c.asset), thumbnails, out / "thumbs" / f"{c.key}.before.png", cam)
+            render_thumbnail(result, thumbnails, out / "thumbs" / f"{c.key}.after.png", cam)
             style_png = out / "thumbs" / f"{_slug(_stem(c.style))}.style.png"
             if not style_png.is_file():
                 style_thumbnail(c.style, thumbnails, style_png)
@@ -287,7 +292,7 @@ def write_summary(manifest: Manifest, state: dict[str, Any]) -> Path:
             html.escape(_stem(c.asset)),
             img(f"thumbs/{_slug(_stem(c.style))}.style.png", "style") + "<br>" + html.escape(_stem(c.style)),
             html.escape(c.settings_name),
-            img(f"thumbs/{_slug(_stem(c.asset))}.before.png", "before"),
+            img(f"thumbs/{c.key}.before.png", "before"),
             img(f"thumbs/{c.key}.after.png", "after"),
             html.escape(st.get("state", "not run"))
             + (f"<br><small>{html.escape(str(st['error']))}</small>" if st.get("error") else ""),
