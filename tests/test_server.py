@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-import zmq
 from server_helpers import STYLE, ThreadedEngine, make_arrays
 
 from engine.server import SecurityError, ServerConfig, SyntheticRunner, generate_keys
@@ -196,7 +195,6 @@ def test_curve_admits_only_authorized_clients(tmp_path):
             authorized_keys=str(allowed),
         ),
         SyntheticRunner(),
-        context=zmq.Context(),
     )
     assert s.config.address.startswith("tcp://0.0.0.0")
 
