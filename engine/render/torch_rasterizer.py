@@ -87,27 +87,48 @@ def _chunk_pairs(geo, span, box, g0: int, g1: int, strip_alive: Tensor, done: Te
     Gaussian-major. Only the pixels of each row's exact span of the alpha >= ALPHA_MIN ellipse, on strips
     (TILE pixels of a row) not yet finished, are tried."""
     tw, wp = frame.tw, frame.wp
+    device = box.device
+    # 0. Gaussians whose box still has a live tile (summed-area table of live tiles)
     b = box[g0:g1]
+    tile_alive = strip_alive.reshape(frame.th, TILE, tw).any(dim=1)
+    sat = torch.zeros(frame.th + 1, tw + 1, dtype=torch.long, device=device)
+    sat[1:, 1:] = tile_alive.long().cumsum(0).cumsum(1)
+    sat = sat.reshape(-1)
+    tb = torch.div(b, TILE, rounding_mode="floor")  # empty boxes may lie off the grid: clamp, masked below
+    tx0, tx1 = tb[:, 0].clamp(0, tw - 1), tb[:, 1].clamp(0, tw - 1)
+    ty0, ty1 = tb[:, 2].clamp(0, frame.th - 1), tb[:, 3].clamp(0, frame.th - 1)
+    n_live = (
+        sat.index_select(0, (ty1 + 1) * (tw + 1) + tx1 + 1)
+        - sat.index_select(0, ty0 * (tw + 1) + tx1 + 1)
+        - sat.index_select(0, (ty1 + 1) * (tw + 1) + tx0)
+        + sat.index_select(0, ty0 * (tw + 1) + tx0)
+    )
+    keep = torch.nonzero((n_live > 0) & (b[:, 1] >= b[:, 0]) & (b[:, 3] >= b[:, 2])).squeeze(1)
+    b = b.index_select(0, keep)
     # 1. (Gaussian, row) over the bounding box rows
-    y, g = _expand_ranges(b[:, 2], b[:, 3], torch.arange(g1 - g0, device=box.device))
+    y, g = _expand_ranges(b[:, 2], b[:, 3], keep)
     # 2. the ellipse's x-span on the row (float64; the alpha test later is exact, this only has to cover it)
     my, cx, slope, q2, r2 = span[g0:g1].index_select(0, g).unbind(1)
     dy = y.double() + 0.5 - my
     disc = q2 * dy * dy + r2
     half = torch.sqrt(disc.clamp_min(0.0))
     centre = cx + slope * dy
-    bg = b.index_select(0, g)
+    bg = box[g0:g1].index_select(0, g)
     xlo = torch.maximum(torch.ceil(centre - half - SPAN_EPS).clamp(-1.0, 1e9).long(), bg[:, 0])
     xhi = torch.minimum(torch.floor(centre + half + SPAN_EPS).clamp(-1.0, 1e9).long(), bg[:, 1])
-    empty = (disc < 0) | (xhi < xlo)
-    xlo = torch.where(empty, 0, xlo)
-    xhi = torch.where(empty, -1, xhi)
+    c0 = torch.div(xlo, TILE, rounding_mode="floor")
+    c1 = torch.div(xhi, TILE, rounding_mode="floor")
+    # rows whose span is empty or lies on finished strips only are dropped (prefix counts of live strips)
+    row_live = torch.zeros(frame.th * TILE, tw + 1, dtype=torch.long, device=device)
+    row_live[:, 1:] = strip_alive.reshape(-1, tw).long().cumsum(1)
+    row_live = row_live.reshape(-1)
+    ok = (disc >= 0) & (xhi >= xlo)
+    c0s, c1s = torch.where(ok, c0, 0), torch.where(ok, c1, 0)
+    n_live = row_live.index_select(0, y * (tw + 1) + c1s + 1) - row_live.index_select(0, y * (tw + 1) + c0s)
+    rows = torch.nonzero(ok & (n_live > 0)).squeeze(1)
+    y, g, xlo, xhi, c0, c1 = (t.index_select(0, rows) for t in (y, g, xlo, xhi, c0, c1))
     # 3. split spans at tile columns; keep the pieces on live strips (one row of a tile)
-    col, r = _expand_ranges(
-        torch.div(xlo, TILE, rounding_mode="floor"),
-        torch.div(xhi, TILE, rounding_mode="floor"),
-        torch.arange(len(xlo), device=box.device),
-    )
+    col, r = _expand_ranges(c0, c1, torch.arange(len(xlo), device=device))
     yr = y.index_select(0, r)
     live = torch.nonzero(strip_alive.index_select(0, yr * tw + col)).squeeze(1)
     r, col, yr = r.index_select(0, live), col.index_select(0, live), yr.index_select(0, live)
@@ -123,7 +144,7 @@ def _chunk_pairs(geo, span, box, g0: int, g1: int, strip_alive: Tensor, done: Te
     total = int(counts.sum())
     idx = torch.repeat_interleave(counts, output_size=total)
     first = yr * wp + lo - (torch.cumsum(counts, 0) - counts)  # pix = first[idx] + position in the output
-    pix = torch.arange(total, device=box.device) + first.index_select(0, idx)
+    pix = torch.arange(total, device=device) + first.index_select(0, idx)
     live = torch.nonzero(~done.index_select(0, pix)).squeeze(1)
     idx, pix = idx.index_select(0, live), pix.index_select(0, live)
     x0, a2, b1, c0, o = coef.index_select(0, idx).unbind(1)
