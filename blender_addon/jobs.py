@@ -7,6 +7,7 @@ States: starting -> submitting -> running -> fetching -> done | failed | cancell
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -61,7 +62,9 @@ class TaskStatus:
 
 def engine_command(options: EngineOptions) -> list[str]:
     python = options.python.strip() or sys.executable
-    cmd = [*shlex.split(python), "-m", "engine", "serve", "--address", options.address]
+    # a path as is (Windows paths have backslashes); otherwise a command line such as "python3 -X utf8"
+    argv = [python] if os.path.exists(python) else shlex.split(python, posix=os.name != "nt")
+    cmd = [*argv, "-m", "engine", "serve", "--address", options.address]
     if options.state_dir:
         cmd += ["--state-dir", options.state_dir]
     return cmd
@@ -74,9 +77,9 @@ def start_local_engine(options: EngineOptions, log_path: Path | None = None) -> 
     env = dict(os.environ)
     if options.model_cache:
         env["HF_HOME"] = options.model_cache
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 (kept by the process)
     try:
-        return subprocess.Popen(engine_command(options), stdout=log, stderr=subprocess.STDOUT, env=env)
+        with open(log_path, "ab") if log_path else contextlib.nullcontext(subprocess.DEVNULL) as log:
+            return subprocess.Popen(engine_command(options), stdout=log, stderr=subprocess.STDOUT, env=env)
     except OSError as e:
         raise RuntimeError(
             f"could not start the engine with {options.python or sys.executable!r}: {e}. Set the engine's "
