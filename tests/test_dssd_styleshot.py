@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+pytest.importorskip("diffusers")  # the `models` extra
+pytest.importorskip("transformers")  # the `models` extra
+
 from engine.guidance.base import GuidanceBatch, StepInfo
 from engine.guidance.dssd import DSSDConfig, DSSDGuidance, build, dssd_guidance, dssd_timestep
 from engine.guidance.styleshot import (

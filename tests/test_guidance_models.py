@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+pytest.importorskip("open_clip")  # the `models` extra
+
 from engine.guidance import csd, purify, quality, sos
 from engine.guidance.base import GuidanceBatch, StepInfo
 from engine.guidance.model_common import style_to_tensor

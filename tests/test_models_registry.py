@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+pytest.importorskip("huggingface_hub")  # the `models` extra
+
 from engine.cli import main
 from engine.models import (
     GUIDANCE_MODELS,
