@@ -181,7 +181,7 @@ class WeightFreeGuidance(Guidance):
         style = to_style_tensor(style_image, wf.style_height, self.device)  # [1, 3, h, w]
         self.style = style
         lab = srgb_to_lab(style)[0].reshape(3, -1).T  # [P, 3]
-        self.color = SlicedDistribution(lab, wf.color_directions, g)
+        self.color = SlicedDistribution(lab, wf.color_directions, g, wf.direction_sets)
         self.texture: list[list[SlicedDistribution]] = []  # [scale][bank]
         self.grams: list[list[Tensor]] = []
         x = style
@@ -190,7 +190,7 @@ class WeightFreeGuidance(Guidance):
             for bank in self.banks:
                 feat = self._features(x, bank)[0]  # [F, h, w]
                 pts = feat.reshape(feat.shape[0], -1).T  # [P, F]
-                per_bank.append(SlicedDistribution(pts, wf.texture_directions, g))
+                per_bank.append(SlicedDistribution(pts, wf.texture_directions, g, wf.direction_sets))
                 per_gram.append(pts.T @ pts / pts.shape[0])
             self.texture.append(per_bank)
             self.grams.append(per_gram)

@@ -33,6 +33,8 @@ class WeightFreeConfig:
     """Image pyramid levels the filter banks run on (1 = full resolution only)."""
     texture_directions: int = 32
     """Random projection directions per bank and scale for the texture distance."""
+    direction_sets: int = 8
+    """Fixed direction sets (style quantiles precomputed per set); step k uses set k mod this."""
     gram_weight: float = 0.0
     """Weight of the Gram-matrix statistics of the same filter responses (the method.md starting recipe)."""
     style_height: int = 256
@@ -85,6 +87,10 @@ class StylizeConfig:
     """Render background colour."""
     render_backend: str = "auto"
     """Renderer backend ("auto", "torch", "gsplat", "reference")."""
+    color_cache: bool = True
+    """Render the optimized views through cached compositing weights (geometry is fixed, so a render is
+    linear in the colours): milliseconds per view instead of a full rasterization. Checked against the
+    renderer at the start; falls back to it when they differ."""
     preview_every: int = 10
     """Send a preview image with the progress event every this many steps (0: never)."""
     checkpoint_every: int = 50

@@ -239,13 +239,26 @@ def stylize(
     else:
         cams = [c.fit_to(config.size) for c in cameras]
         cams = [cams[i] for i in order_views(cams)]
+    # a checkpoint of another job is refused before any expensive set-up
+    fingerprints = {
+        "scene": scene_fingerprint(scene),
+        "style": image_fingerprint(style),
+        "settings": settings_fingerprint(config.to_dict()),
+        "cameras": [c.to_dict() for c in cams],
+    }
+    state = load_checkpoint(checkpoint_dir, fingerprints) if checkpoint_dir is not None else None
     bg = torch.tensor(config.background, dtype=work.sh.dtype, device=device)
+    operators, cache_note = _color_cache(work, cams, bg, config)
     originals, masks = [], []
     with torch.no_grad():
-        for cam in cams:
-            out = render(work, cam, background=bg, backend=config.render_backend)
-            originals.append(out.image.permute(2, 0, 1)[None].contiguous())  # [1, 3, H, W]
-            masks.append(out.alpha[None, None].contiguous())  # [1, 1, H, W]
+        for i, cam in enumerate(cams):
+            if operators is not None:
+                image, alpha = operators[i].render(work.sh, bg), operators[i].alpha
+            else:
+                out = render(work, cam, background=bg, backend=config.render_backend)
+                image, alpha = out.image.permute(2, 0, 1), out.alpha
+            originals.append(image[None].contiguous())  # [1, 3, H, W]
+            masks.append(alpha[None, None].contiguous())  # [1, 1, H, W]
     same_size = len({(c.width, c.height) for c in cams}) == 1
     views_per_step = config.views_per_step if same_size else 1
     timer.add("prepare_views", time.perf_counter() - t0)
@@ -255,6 +268,7 @@ def stylize(
     names, note = _resolve_guidance(config)
     if note:
         log.warning(note)
+    notes = [n for n in (note, cache_note) if n]
     modules: dict[str, Guidance] = {n: build_guidance(n, config, style, device) for n in names}
     timer.add("build_guidance", time.perf_counter() - t0)
     targets_fn = next((m.make_targets for m in modules.values() if hasattr(m, "make_targets")), None)
@@ -277,25 +291,26 @@ def stylize(
     history: list[dict[str, float]] = []
     start_step = 0
     resumed_from = None
-    fingerprints = {
-        "scene": scene_fingerprint(scene),
-        "style": image_fingerprint(style),
-        "settings": settings_fingerprint(config.to_dict()),
-    }
-    if checkpoint_dir is not None:
-        state = load_checkpoint(checkpoint_dir, fingerprints)
-        if state is not None:
-            with torch.no_grad():
-                dc.copy_(state["sh_dc"].to(device))
-                rest.copy_(state["sh_rest"].to(device))
-            optimizer.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["torch_rng"])
-            history = list(state["history"])
-            start_step = int(state["step"])
-            resumed_from = start_step
+    if state is not None:
+        with torch.no_grad():
+            dc.copy_(state["sh_dc"].to(device))
+            rest.copy_(state["sh_rest"].to(device))
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        history = list(state["history"])
+        start_step = int(state["step"])
+        resumed_from = start_step
 
-    def current_scene() -> GaussianScene:
-        return work.replace(sh=torch.cat([dc, rest], dim=1))
+    rest_active = rest.shape[1] > 0 and (rest.requires_grad or bool(rest.abs().max() > 0))
+
+    def current_sh() -> torch.Tensor:  # [N, K, 3]; the DC alone while the higher bands are all zero
+        return torch.cat([dc, rest], dim=1) if rest_active else dc
+
+    def render_view(v: int) -> torch.Tensor:  # [1, 3, H, W]
+        if operators is not None:
+            return operators[v].render(current_sh(), bg)[None]
+        sc = work.replace(sh=torch.cat([dc, rest], dim=1))
+        return render(sc, cams[v], background=bg, backend=config.render_backend).image.permute(2, 0, 1)[None]
 
     def checkpoint(step_done: int) -> None:
         if checkpoint_dir is None:
@@ -343,11 +358,7 @@ def stylize(
 
             # 5a. Render the step's views.
             t = time.perf_counter()
-            sc = current_scene()
-            images = [
-                render(sc, cams[v], background=bg, backend=config.render_backend).image.permute(2, 0, 1)[None]
-                for v in plan.view_ids
-            ]
+            images = [render_view(v) for v in plan.view_ids]
             batch = GuidanceBatch(
                 images=torch.cat(images),
                 originals=torch.cat([originals[v] for v in plan.view_ids]),
@@ -432,7 +443,8 @@ def stylize(
         "settings": config.to_dict(),
         "versions": _versions(),
         "guidance": names,
-        "notes": [note] if note else [],
+        "notes": notes,
+        "color_cache": operators is not None,
         "schedule": schedule.describe(),
         "views": [c.to_dict() for c in cams],
         "steps_done": steps_done,
@@ -443,12 +455,36 @@ def stylize(
     if config.final_metrics and not interrupted:
         t = time.perf_counter()
         report["metrics"] = _final_metrics(
-            work, result_scene.to(device=device), style, cams, config, originals, masks
+            operators, work, result_scene.to(device=device), style, cams, config, originals, masks
         )
         timer.add("final_metrics", time.perf_counter() - t)
     timer.add("total", time.perf_counter() - t_start)
     report["timings"] = timer.summary()
     return StylizeResult(result_scene, interrupted, report, cams, steps_done)
+
+
+def _color_cache(scene: GaussianScene, cams: list[Camera], bg: torch.Tensor, config: StylizeConfig):
+    """(per-view ViewOperators, None) when the colour cache is usable, else (None, one-line note)."""
+    if not config.color_cache:
+        return None, None
+    if config.render_backend not in ("auto", "torch"):
+        return None, None
+    from .colorcache import MAX_ABS_DIFF, ColorCacheError, ViewOperator
+
+    try:
+        operators = [ViewOperator(scene, c) for c in cams]
+        with torch.no_grad():  # trust it only if it reproduces the renderer on a view
+            full = render(scene, cams[0], background=bg, backend="torch").image.permute(2, 0, 1)
+            diff = float((operators[0].render(scene.sh, bg) - full).abs().max())
+    except (ColorCacheError, RuntimeError, TypeError, ValueError, AttributeError) as e:
+        note = f"colour cache unavailable ({e}); re-rendering every step with the full renderer"
+        log.warning(note)
+        return None, note
+    if not diff <= MAX_ABS_DIFF:
+        note = f"colour cache differs from the renderer by {diff:.2e}; using the full renderer"
+        log.warning(note)
+        return None, note
+    return operators, None
 
 
 def _active_terms(plan: StepPlan, modules: dict[str, Guidance], have_targets: bool) -> dict[str, float]:
@@ -465,6 +501,7 @@ def _active_terms(plan: StepPlan, modules: dict[str, Guidance], have_targets: bo
 
 
 def _final_metrics(
+    operators,
     original: GaussianScene,
     stylized: GaussianScene,
     style: np.ndarray,
@@ -477,10 +514,13 @@ def _final_metrics(
 
     bg = torch.tensor(config.background, dtype=stylized.sh.dtype, device=stylized.sh.device)
     with torch.no_grad():
-        imgs = [
-            render(stylized, c, background=bg, backend=config.render_backend).image.permute(2, 0, 1)[None]
-            for c in cams
-        ]
+        if operators is not None:
+            imgs = [op.render(stylized.sh, bg)[None] for op in operators]
+        else:
+            imgs = [
+                render(stylized, c, background=bg, backend=config.render_backend).image.permute(2, 0, 1)[None]
+                for c in cams
+            ]
     if len({tuple(i.shape) for i in imgs}) != 1:
         return {}
     im1 = torch.cat(imgs).cpu()
