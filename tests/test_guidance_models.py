@@ -12,7 +12,7 @@ pytest.importorskip("open_clip")  # the `models` extra
 
 from engine.guidance import csd, purify, quality, sos
 from engine.guidance.base import GuidanceBatch, StepInfo
-from engine.guidance.model_common import style_to_tensor
+from engine.guidance.model_common import load_state, style_to_tensor
 from engine.models import ModelMissingError, available
 from engine.models.tiny import TINY_CSD_ARCH, write_tiny_models
 
@@ -103,7 +103,7 @@ def test_vgg_loader_and_caffe_normalisation(tiny_root, style):
 
 # ------------------------------------------------------------------------------------------- CSD
 def test_csd_checkpoint_layout_and_loss(tiny_root, style):
-    raw = torch.load(tiny_root / "csd" / "pytorch_model.bin", weights_only=True)["model_state_dict"]
+    raw = load_state(tiny_root / "csd" / "pytorch_model.bin")["model_state_dict"]
     assert "module.backbone.conv1.weight" in raw and "module.last_layer_style" in raw
     assert "module.backbone.transformer.resblocks.0.attn.in_proj_weight" in raw
     g = csd.build(_job(tiny_root, "csd"), style, "cpu")
@@ -157,7 +157,7 @@ def test_purification_removes_the_content_direction(tiny_root, style):
 
 
 def test_csd_loader_strips_prefix_and_checks_keys(tiny_root, tmp_path):
-    raw = torch.load(tiny_root / "csd" / "pytorch_model.bin", weights_only=True)
+    raw = load_state(tiny_root / "csd" / "pytorch_model.bin")
     sd = dict(raw["model_state_dict"])
     sd["module.some_other_head.weight"] = torch.zeros(2)  # extra keys of other variants are ignored
     torch.save({"model_state_dict": sd}, tmp_path / "extra.bin")

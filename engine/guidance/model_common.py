@@ -75,7 +75,7 @@ def load_state(path, key: str | None = None) -> dict[str, Tensor]:
         import pickle
 
         try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            sd = _torch_load_allowing_numpy(path)
         except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
             raise ValueError(
                 f"{path} is not a readable torch checkpoint ({e}); delete it and download again"
@@ -85,3 +85,24 @@ def load_state(path, key: str | None = None) -> dict[str, Tensor]:
     if not isinstance(sd, dict):
         raise ValueError(f"{path} does not hold a state dict")
     return sd
+
+
+def _numpy_safe_globals() -> list:
+    """numpy scalar/dtype pickling globals (checkpoints such as CSD's carry numpy scalars next to tensors),
+    under numpy 2's and numpy 1's module names: data only, safe to allow in a weights-only load."""
+    scalar = np._core.multiarray.scalar
+    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    return [scalar, np.dtype, *dtypes, (scalar, "numpy.core.multiarray.scalar")]
+
+
+def _torch_load_allowing_numpy(path: str):
+    """torch.load(weights_only=True); numpy scalars and dtypes are allowed, nothing else is unpickled."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "numpy" not in str(e):
+            raise
+    with torch.serialization.safe_globals(_numpy_safe_globals()):
+        return torch.load(path, map_location="cpu", weights_only=True)

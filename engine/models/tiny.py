@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ARCH_FILE = (
@@ -187,7 +188,10 @@ def write_tiny_csd(folder: Path, seed: int = 0) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     model = build_csd(TINY_CSD_ARCH)
     sd = {f"module.{k}": v for k, v in model.state_dict().items()}
-    torch.save({"model_state_dict": sd, "epoch": 0}, folder / "pytorch_model.bin")
+    # like the real checkpoint: numpy scalars beside the state dict (must load with weights_only=True)
+    torch.save(
+        {"model_state_dict": sd, "epoch": np.int64(0), "loss": np.float64(1.5)}, folder / "pytorch_model.bin"
+    )
     (folder / ARCH_FILE).write_text(json.dumps(TINY_CSD_ARCH))
 
 
