@@ -174,6 +174,8 @@ def test_load_styleshot_puts_each_checkpoint_tensor_in_its_layer(tiny_root):
         n_cross == len(adapter.processors) == 7
     )  # 2 down + 1 mid + 4 up (layers_per_block + 1 per up block)
     assert torch.equal(adapter.image_proj[1].norm.weight, ip["style_image_proj_modules.1.norm.weight"])
+    # the tiny config.json keeps projection_dim (32) only at its top level: taken from the checkpoint
+    assert adapter.encoder.projection_dim == 32
     enc = torch.load(ss / "style_aware_encoder.bin", weights_only=True)
     assert torch.equal(adapter.encoder.position_embedding.weight, enc["position_embedding.weight"])
 

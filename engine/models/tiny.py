@@ -137,8 +137,11 @@ def write_tiny_styleshot(folder: Path, clip_folder: Path, sd15_folder: Path, see
     from ..guidance.styleshot.attention import cross_attention_hidden_size
 
     torch.manual_seed(seed)
-    tiny_clip_h_config().save_pretrained(clip_folder)
-    encoder = build_style_encoder(clip_folder)
+    cfg = tiny_clip_h_config()
+    cfg.save_pretrained(clip_folder)
+    # the projection size from the top-level config (its vision_config keeps transformers' default): the
+    # loader must take it from the checkpoint, as for a real CLIP config.json that lacks it in vision_config
+    encoder = build_style_encoder(clip_folder, projection_dim=cfg.projection_dim)
     weights = folder / "pretrained_weight"
     weights.mkdir(parents=True, exist_ok=True)
     sd = encoder.state_dict()

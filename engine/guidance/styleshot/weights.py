@@ -92,12 +92,14 @@ class StyleShotAdapter(nn.Module):
         return self.tokens_from_embeddings(embeds), self.tokens_from_embeddings(torch.zeros_like(embeds))
 
 
-def build_style_encoder(clip_config_dir: Path) -> StyleAwareEncoder:
+def build_style_encoder(clip_config_dir: Path, projection_dim: int | None = None) -> StyleAwareEncoder:
     """A randomly initialised StyleAwareEncoder whose transformer follows the CLIP config in `clip_config_dir`
     (the laion CLIP-ViT-H-14 config.json for the real model; tiny configs shrink the patch CNNs to match)."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     vcfg = CLIPVisionConfig.from_pretrained(str(clip_config_dir))
+    if projection_dim is not None:  # a full CLIP config.json may keep projection_dim only at its top level
+        vcfg.projection_dim = int(projection_dim)
     if 1280 % vcfg.hidden_size:
         raise ValueError(
             f"CLIP hidden size {vcfg.hidden_size} must divide 1280 (StyleShot's patch CNN width)"
@@ -108,8 +110,9 @@ def build_style_encoder(clip_config_dir: Path) -> StyleAwareEncoder:
 def load_styleshot(unet, ip_path: Path, encoder_path: Path, clip_config_dir: Path) -> StyleShotAdapter:
     """Install the style processors on `unet` and load StyleShot's two weight files into them and the
     encoder."""
-    encoder = build_style_encoder(clip_config_dir)
     enc_sd = {k: v for k, v in _load_torch(encoder_path).items() if not k.endswith("position_ids")}
+    proj_w = enc_sd.get("image_encoder.visual_projection.weight")  # [projection_dim, hidden]
+    encoder = build_style_encoder(clip_config_dir, None if proj_w is None else proj_w.shape[0])
     encoder.load_state_dict(enc_sd, strict=True)
     processors = install_style_attention(unet, num_tokens=6)
     adapter = StyleShotAdapter(encoder, unet.config.cross_attention_dim, processors)
