@@ -84,9 +84,9 @@ def write_tiny_sd15(folder: Path, seed: int = 0) -> None:
             num_attention_heads=4,
             max_position_embeddings=77,
             projection_dim=24,
-            bos_token_id=88,
-            eos_token_id=89,
-            pad_token_id=89,
+            bos_token_id=84,
+            eos_token_id=85,
+            pad_token_id=85,
         )
     )
     sched = DDPMScheduler(
@@ -116,6 +116,9 @@ def tiny_clip_h_config():
             "num_hidden_layers": 1,
             "num_attention_heads": 2,
             "vocab_size": 100,
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "pad_token_id": 1,
         },
         vision_config={
             "hidden_size": 64,
