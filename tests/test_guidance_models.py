@@ -187,3 +187,12 @@ def test_the_stylization_loop_finds_and_builds_the_modules(tiny_root, style, mon
         terms = module(batch)
         assert terms and all(t.ndim == 0 and torch.isfinite(t) for t in terms.values())
     assert build_guidance("sos", config, style, torch.device("cpu")).cfg.min_short_side == 16
+
+
+def test_vgg_layout_matches_torchvision():
+    """Our VGG19 feature stack has torchvision's module indices and shapes, so its checkpoint loads as is."""
+    tv = pytest.importorskip("torchvision")
+    ref = tv.models.vgg19(weights=None).features[: sos.LAYER_INDEX["r51"] + 1].state_dict()
+    ours = sos.vgg19_features().state_dict()
+    assert list(ours) == list(ref)
+    assert all(ours[k].shape == ref[k].shape for k in ref)
