@@ -73,12 +73,10 @@ def project(scene: GaussianScene, camera: Camera, sh_degree: int | None = None) 
     viewmat, _ = camera_tensors(camera, device, dtype)
     R, t = viewmat[:3, :3], viewmat[:3, 3]
 
-    # 1. Camera-space means and covariances.
+    # 1. Camera-space means; the world covariance is M M^T with M = R_gaussian S.
     means_c = scene.means @ R.T + t  # [N, 3]
     rot = quat_to_rotmat(scene.quats)  # [N, 3, 3]
-    M = rot * torch.exp(scene.log_scales)[:, None, :]  # R S
-    cov_w = M @ M.transpose(1, 2)  # [N, 3, 3]
-    cov_c = R @ cov_w @ R.T  # [N, 3, 3]
+    M = rot * torch.exp(scene.log_scales)[:, None, :]  # [N, 3, 3]
 
     # 2. Perspective Jacobian with gsplat's field-of-view clamp.
     x, y, z = means_c.unbind(-1)
@@ -92,16 +90,17 @@ def project(scene: GaussianScene, camera: Camera, sh_degree: int | None = None) 
     rz = 1.0 / z_safe
     tx = z_safe * torch.clamp(x * rz, -lim_x_neg, lim_x_pos)
     ty = z_safe * torch.clamp(y * rz, -lim_y_neg, lim_y_pos)
-    zeros = torch.zeros_like(rz)
-    J = torch.stack([fx * rz, zeros, -fx * tx * rz * rz, zeros, fy * rz, -fy * ty * rz * rz], dim=-1).reshape(
-        -1, 2, 3
-    )
-    cov2d = J @ cov_c @ J.transpose(1, 2)  # [N, 2, 2]
+    # cov2d = J R_cam M M^T R_cam^T J^T = P P^T with P = J R_cam M [N, 2, 3]; J's rows are
+    # (fx/z, 0, -fx tx/z^2) and (0, fy/z, -fy ty/z^2). Elementwise: batched 3x3 matmuls are slow on CPU.
+    JR0 = (fx * rz)[:, None] * R[0] + (-fx * tx * rz * rz)[:, None] * R[2]  # [N, 3] first row of J R_cam
+    JR1 = (fy * rz)[:, None] * R[1] + (-fy * ty * rz * rz)[:, None] * R[2]
+    P0 = (JR0[:, :, None] * M).sum(1)  # [N, 3]
+    P1 = (JR1[:, :, None] * M).sum(1)
 
     # 3. Low-pass filter, inverse (conic), footprint radius.
-    a = cov2d[:, 0, 0] + EPS2D
-    b = cov2d[:, 0, 1]
-    c = cov2d[:, 1, 1] + EPS2D
+    a = (P0 * P0).sum(1) + EPS2D
+    b = (P0 * P1).sum(1)
+    c = (P1 * P1).sum(1) + EPS2D
     det = a * c - b * b
     det_ok = det > 0
     det_safe = torch.where(det_ok, det, torch.ones_like(det))
