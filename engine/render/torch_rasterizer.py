@@ -5,18 +5,21 @@
 Same conventions as the dense reference (`reference.py`, gsplat "classic"); see docs/rendering.md.
 
 Forward (no autograd graph), Gaussians sorted front to back and taken in depth chunks:
-  1. each Gaussian's exact bounding box of its alpha >= 1/255 ellipse is cut into 16x16 tiles; tiles whose
-     pixels have all finished compositing are dropped; the rest are enumerated into (pixel, Gaussian) pairs,
-     again dropping finished pixels and pairs with alpha < 1/255;
+  1. candidates: each Gaussian's rows, with the exact x-span of its alpha >= 1/255 ellipse on each row, cut
+     at 16-pixel strips; Gaussians, rows and strips that cover only finished pixels are dropped, then the
+     pixels of the rest (again without finished pixels) get their alpha; pairs with alpha < 1/255 go;
   2. a stable sort of a chunk's pairs by pixel gives, per pixel, its Gaussians in depth order;
   3. per-pixel transmittance carries over from chunk to chunk; inside a chunk it is a segmented cumulative
      sum of log(1 - alpha) (float64). A pixel finishes at the first Gaussian that would bring it to <= T_MIN.
   4. the weights w = alpha T are scattered into colour/depth sums and alpha; the composited pairs are kept
-     (two int32 per pair) for the backward pass.
-Backward: the kept pairs, sorted by pixel, are revisited in slices of whole pixels; alpha and T are
-recomputed, the "light behind" each pair is a segmented suffix sum, and gradients of the screen-space
-quantities (means2d, conics, opacities, colours, depths) are scattered back; autograd does the projection.
-Memory: about max_pairs candidate pairs at a time (~100 bytes each) plus 8 bytes per composited pair.
+     (index, pixel, alpha, T: 24 bytes per pair in float32) for the backward pass.
+Backward: chunk by chunk, back to front, in slices of whole pixels: the "light behind" each pair is a
+segmented suffix sum plus a per-pixel sum over the chunks behind; gradients of the screen-space quantities
+(means2d, conics, opacities, colours, depths) are scattered back; autograd does the projection.
+Memory: about max_pairs candidate pairs at a time (~100 bytes each) plus 24 bytes per composited pair.
+
+`ColourOnlyView` (end of file) keeps one camera's composited pairs so that a scene whose geometry is frozen
+re-renders with new SH coefficients in one gather and one scatter (stylization).
 """
 
 from __future__ import annotations
@@ -168,16 +171,6 @@ def _segments(keys: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return seg, first, last
 
 
-def _pair_geometry(geo: Tensor, gid: Tensor, px: Tensor, py: Tensor):
-    """geo [G, 6] = (mx, my, A, B, C, opacity). Returns (dx, dy, sigma, A, B, C, opacity) of the pairs, with
-    the reference's arithmetic."""
-    mx, my, A, B, C, o = geo.index_select(0, gid).unbind(1)
-    dx = (px.to(geo.dtype) + 0.5) - mx
-    dy = (py.to(geo.dtype) + 0.5) - my
-    sigma = 0.5 * (A * dx**2 + C * dy**2) + B * (dx * dy)
-    return dx, dy, sigma, A, B, C, o
-
-
 @dataclass
 class _Frame:
     """Pixel grid padded to whole tiles: pixel index = y * wp + x."""
@@ -202,7 +195,7 @@ class _Frame:
 
 def _forward(geo: Tensor, feats: Tensor, box: Tensor, frame: _Frame, max_pairs: int):
     """Composite front to back. Returns (feature sums [n_pix, F], alpha [n_pix], log T_final [n_pix] float64,
-    the composited pairs of each depth chunk: (gid int32, pix int32, alpha, T in front), sorted by pixel
+    the composited pairs of each depth chunk: (gid, pix, alpha, T in front), sorted by pixel
     and then depth inside a chunk)."""
     dtype, device = feats.dtype, feats.device
     wp, n_pix = frame.wp, frame.n_pix
@@ -249,7 +242,7 @@ def _forward(geo: Tensor, feats: Tensor, box: Tensor, frame: _Frame, max_pairs: 
         w = alpha * t
         feat_sum.index_add_(0, pix, w[:, None] * feats.index_select(0, gid))
         acc.index_add_(0, pix, w)
-        kept.append((gid.int(), pix.int(), alpha, t))
+        kept.append((gid, pix, alpha, t))
         strip_alive = ~done.reshape(-1, TILE).all(dim=1)
         if not bool(strip_alive.any()):
             break
@@ -262,7 +255,6 @@ def _backward_slice(geo, feats, frame: _Frame, pairs, g_feat, g_acc, t_final, la
     ([G, 6] for geo, [G, F] for feats). `later` [n_pix] (float64) holds, per pixel, sum w_i (g . f_i) over
     the pairs of later chunks; this slice's pairs are added to it."""
     gid, pix, alpha, t = pairs
-    gid, pix = gid.long(), pix.long()
     w = alpha * t
     gf = g_feat.index_select(0, pix)  # [n, F]
     grads[1].index_add_(0, gid, w[:, None] * gf)
@@ -278,8 +270,10 @@ def _backward_slice(geo, feats, frame: _Frame, pairs, g_feat, g_acc, t_final, la
     g_t = g_acc.index_select(0, pix) * t_final.index_select(0, pix)
     d_alpha = t * gfd + (g_t - behind.to(alpha.dtype)) / (1.0 - alpha)
     d_alpha = torch.where(alpha < ALPHA_MAX, d_alpha, torch.zeros_like(d_alpha))  # clamped: no gradient
-    px, py = pix % frame.wp, torch.div(pix, frame.wp, rounding_mode="floor")
-    dx, dy, _, A, B, C, o = _pair_geometry(geo, gid, px, py)
+    py = torch.div(pix, frame.wp, rounding_mode="floor")
+    mx, my, A, B, C, o = geo.index_select(0, gid).unbind(1)
+    dx = ((pix - py * frame.wp).to(geo.dtype) + 0.5) - mx
+    dy = (py.to(geo.dtype) + 0.5) - my
     d_sigma = d_alpha * alpha  # = -d loss / d sigma
     upd = torch.stack(
         [
