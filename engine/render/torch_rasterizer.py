@@ -39,7 +39,7 @@ from .types import RenderOutput
 LOG_T_MIN = math.log(T_MIN)
 TILE = 16
 SPAN_EPS = 1e-3  # pixels; row spans are widened by this against rounding
-DEFAULT_MAX_PAIRS = 2_000_000  # candidate pairs handled at once: bounds the working memory
+DEFAULT_MAX_PAIRS = 1_000_000  # candidate pairs handled at once: bounds the working memory
 BACKWARD_SLICE_DIV = 4  # the backward keeps ~4x more values per pair than the forward: smaller slices
 
 
