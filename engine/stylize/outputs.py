@@ -140,16 +140,20 @@ def write_outputs(
     out_ply: Path | str,
     extra: dict[str, np.ndarray] | None = None,
     sheet_views: int = 4,
-    sheet_size: int = 320,
+    sheet_size: int | None = None,
     backend: str = "auto",
 ) -> dict[str, Path]:
-    """Write the stylized scene and its side outputs (see the module docstring). Returns their paths."""
+    """Write the stylized scene and its side outputs (see the module docstring). Returns their paths.
+    sheet_size: contact sheet tile size; default twice the optimized render size, at most 320 px."""
     from ..scene.io import save_scene
 
     paths = side_paths(out_ply)
     paths["scene"].parent.mkdir(parents=True, exist_ok=True)
     save_scene(result.scene, paths["scene"], extra)
-    background = tuple(result.report.get("settings", {}).get("background", (0.0, 0.0, 0.0)))
+    settings = result.report.get("settings", {})
+    background = tuple(settings.get("background", (0.0, 0.0, 0.0)))
+    if sheet_size is None:
+        sheet_size = min(320, 2 * int(settings.get("size", 160)))
     sheet = contact_sheet(
         original, result.scene, result.cameras, style_image, sheet_views, sheet_size, backend, background
     )
