@@ -11,7 +11,10 @@ import importlib
 import sys
 
 # subcommand module names under engine.cli, in the order `--help` lists them
-COMMANDS = ("info", "render", "convert", "stylize", "evaluate", "demo", "serve", "ping", "submit", "jobs", "keys", "batch", "models")
+COMMANDS = (
+    "info", "render", "convert", "stylize", "evaluate", "demo",
+    "serve", "ping", "submit", "jobs", "keys", "batch", "models",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
