@@ -77,7 +77,7 @@ def _expand_ranges(lo: Tensor, hi: Tensor, *carry: Tensor) -> tuple[Tensor, ...]
 
 
 def _span_table(means2d: Tensor, conics: Tensor, opac: Tensor) -> Tensor:
-    """Per Gaussian [G, 4] float64 (my, x centre at my, dx/dy slope, q2, r2) of the ellipse rows: on the row
+    """Per Gaussian [G, 5] float64 (my, x centre at my, dx/dy slope, q2, r2) of the ellipse rows: on the row
     through pixel centres at y + 0.5 = my + dy, the alpha >= ALPHA_MIN span of x + 0.5 is
     centre + slope dy +- sqrt(q2 dy^2 + r2)."""
     mx, my = means2d[:, 0].double(), means2d[:, 1].double()
