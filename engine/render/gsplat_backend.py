@@ -45,22 +45,25 @@ def rasterize_gsplat(
             "move it with scene.to('cuda') or use backend='torch'"
         )
 
-    dtype, device = scene.means.dtype, scene.device
-    if dtype != torch.float32:
-        raise RenderError(
-            f"gsplat renders float32 scenes only, this one is {dtype}; use scene.to(dtype=torch.float32)"
-        )
+    # gsplat computes in float32; other dtypes are cast (differentiably) and the outputs cast back
+    out_dtype, device, dtype = scene.means.dtype, scene.device, torch.float32
     deg = scene.sh_degree if sh_degree is None else min(sh_degree, scene.sh_degree)
     k = (deg + 1) ** 2
     viewmat, K = camera_tensors(camera, device, dtype)
-    bg = torch.cat([background.to(device=device, dtype=dtype).reshape(3), background.new_zeros(1).to(device)])
+
+    def f32(t: Tensor) -> Tensor:
+        return t.to(dtype)
+
+    bg = torch.cat(
+        [background.to(device=device, dtype=dtype).reshape(3), torch.zeros(1, device=device, dtype=dtype)]
+    )
 
     colors, alphas, _meta = rasterization(
-        means=scene.means,
-        quats=scene.quats,  # wxyz; gsplat normalises them
-        scales=torch.exp(scene.log_scales),
-        opacities=torch.sigmoid(scene.opacity_logits),
-        colors=scene.sh[:, :k],  # [N, K, 3] SH coefficients; gsplat adds 0.5 and clamps at 0
+        means=f32(scene.means),
+        quats=f32(scene.quats),  # wxyz; gsplat normalises them
+        scales=torch.exp(f32(scene.log_scales)),
+        opacities=torch.sigmoid(f32(scene.opacity_logits)),
+        colors=f32(scene.sh[:, :k]),  # [N, K, 3] SH coefficients; gsplat adds 0.5 and clamps at 0
         viewmats=viewmat[None],  # [1, 4, 4]
         Ks=K[None],  # [1, 3, 3]
         width=camera.width,
@@ -78,4 +81,4 @@ def rasterize_gsplat(
     image = colors[0, ..., :3]
     # gsplat's "ED" is already sum(w z) / alpha; keep our convention of 0 where nothing was drawn
     depth = torch.where(alpha > 0, colors[0, ..., 3], torch.zeros_like(alpha))
-    return RenderOutput(image=image, alpha=alpha, depth=depth)
+    return RenderOutput(image=image.to(out_dtype), alpha=alpha.to(out_dtype), depth=depth.to(out_dtype))
