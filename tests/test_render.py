@@ -248,3 +248,22 @@ def test_colour_only_view_matches_full_render_and_its_sh_gradients():
         _assert_close(fast.depth, full.depth, "depth")
         assert g_full.abs().max() > 0
         _assert_close(g_fast, g_full, "grad sh", tol=1e-9)
+
+
+@pytest.mark.parametrize("width,height", [(1, 1), (7, 5), (40, 17)])
+def test_odd_image_sizes_and_a_gaussian_larger_than_the_image(width, height):
+    scene = make_random_scene(n=30, sh_degree=1, seed=21, spread=0.8)
+    big = make_random_scene(n=1, sh_degree=1, seed=22)
+    big = big.replace(means=big.means * 0, log_scales=torch.full_like(big.log_scales, 1.0))
+    big = big.replace(opacity_logits=torch.full_like(big.opacity_logits, 2.0))
+    scene = GaussianScene(*(torch.cat([getattr(scene, f), getattr(big, f)]) for f in FIELDS))
+    camera = make_camera(width=width, height=height, distance=3.0)
+    bg = torch.tensor([0.9, 0.1, 0.4], dtype=torch.float64)
+    ref, ref_grads = _render_with_grads(scene, camera, bg, "reference")
+    out, grads = _render_with_grads(scene, camera, bg, "torch")
+    assert ref.alpha.min() > 0.1  # the big Gaussian covers every pixel
+    _assert_close(out.image, ref.image, "image")
+    _assert_close(out.alpha, ref.alpha, "alpha")
+    _assert_close(out.depth, ref.depth, "depth")
+    for name, g, r in zip(FIELDS, grads, ref_grads, strict=True):
+        _assert_close(g, r, f"grad {name}", tol=1e-7)
