@@ -32,10 +32,9 @@ def make_scene(n: int, seed: int = 0):
 
     g = torch.Generator().manual_seed(seed)
     if DONUT.is_file():
-        sys.path.insert(0, str(REPO / "tests"))
-        from test_render import _load_donut  # the test's loader (uses engine.scene.io once it exists)
+        from engine.scene.io import load_scene
 
-        base = _load_donut(DONUT.parents[1])
+        base = load_scene(DONUT)
         idx = torch.randint(0, base.num_gaussians, (n,), generator=g)
         shrink = min(1.0, (base.num_gaussians / n) ** 0.5)
         spread = (base.means.max(0).values - base.means.min(0).values).norm().item()

@@ -101,35 +101,10 @@ def test_float32_close_to_float64_reference():
     assert (out.alpha.double() - ref.alpha).abs().max() < 1e-4
 
 
-def _read_plain_ply(path: Path) -> GaussianScene:
-    """Minimal reader for an INRIA-layout binary little-endian ply (fallback until engine.scene.io lands)."""
-    with open(path, "rb") as f:
-        n, names = 0, []
-        while (line := f.readline().decode().strip()) != "end_header":
-            parts = line.split()
-            if parts[:2] == ["element", "vertex"]:
-                n = int(parts[2])
-            elif parts[:2] == ["property", "float"]:
-                names.append(parts[2])
-        data = np.frombuffer(f.read(n * 4 * len(names)), dtype="<f4").reshape(n, len(names))
-    col = {name: torch.from_numpy(data[:, i].copy()) for i, name in enumerate(names)}
-    stack = lambda *k: torch.stack([col[x] for x in k], dim=1)  # noqa: E731
-    return GaussianScene(
-        means=stack("x", "y", "z"),
-        quats=stack("rot_0", "rot_1", "rot_2", "rot_3"),
-        log_scales=stack("scale_0", "scale_1", "scale_2"),
-        opacity_logits=col["opacity"],
-        sh=stack("f_dc_0", "f_dc_1", "f_dc_2")[:, None, :],
-    )
-
-
 def _load_donut(shared_data: Path) -> GaussianScene:
-    path = shared_data / "scenes" / "donut.ply"
-    try:
-        from engine.scene.io import load_scene  # type: ignore[import-not-found]
-    except ImportError:
-        return _read_plain_ply(path)
-    return load_scene(path)
+    from engine.scene.io import load_scene
+
+    return load_scene(shared_data / "scenes" / "donut.ply")
 
 
 def test_donut_renders_a_picture(shared_data):
@@ -267,3 +242,23 @@ def test_odd_image_sizes_and_a_gaussian_larger_than_the_image(width, height):
     _assert_close(out.depth, ref.depth, "depth")
     for name, g, r in zip(FIELDS, grads, ref_grads, strict=True):
         _assert_close(g, r, f"grad {name}", tol=1e-7)
+
+
+def test_composited_pairs_reproduce_the_render():
+    from engine.render.torch_rasterizer import composited_pairs
+
+    scene = make_random_scene(n=70, seed=13, spread=1.1)
+    camera = make_camera(width=25, height=19, distance=3.0, azimuth_deg=10.0)
+    pairs = composited_pairs(scene, camera)
+    ref = render(scene, camera, (0.0, 0.0, 0.0), backend="reference")
+    n_pix = 25 * 19
+    alpha = torch.zeros(n_pix, dtype=torch.float64).index_add(0, pairs.pix, pairs.weight)
+    colors = torch.clamp_min(scene.sh[:, 0] * 0.28209479177387814 + 0.5, 0.0)  # SH degree 0, as rendered
+    image = torch.zeros(n_pix, 3, dtype=torch.float64).index_add(
+        0, pairs.pix, pairs.weight[:, None] * colors.index_select(0, pairs.gaussian)
+    )
+    assert pairs.gaussian.max() < scene.num_gaussians and (pairs.weight > 0).all()
+    _assert_close(alpha.reshape(19, 25), ref.alpha, "alpha")
+    _assert_close(pairs.alpha, ref.alpha, "alpha")
+    _assert_close(pairs.depth, ref.depth, "depth")
+    _assert_close(image.reshape(19, 25, 3), ref.image, "image")

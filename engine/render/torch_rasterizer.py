@@ -360,6 +360,41 @@ def rasterize_torch(
 
 
 @dataclass
+class CompositedPairs:
+    """The (pixel, Gaussian) pairs a render composites, with their weights: for fixed geometry and camera,
+    image[p] = sum over pairs at p of weight * colour[gaussian] + (1 - alpha[p]) * background."""
+
+    pix: Tensor  # [P] long, pixel index y * width + x
+    gaussian: Tensor  # [P] long, index into the scene
+    weight: Tensor  # [P] alpha T
+    alpha: Tensor  # [H, W]
+    depth: Tensor  # [H, W] expected depth (0 where alpha is 0)
+
+
+@torch.no_grad()
+def composited_pairs(
+    scene: GaussianScene, camera: Camera, max_pairs: int = DEFAULT_MAX_PAIRS
+) -> CompositedPairs:
+    """The pairs `rasterize_torch` composites for `scene` from `camera` (one forward pass, no autograd)."""
+    p = project(scene, camera, 0)
+    order = _visible_sorted(p)
+    geo = torch.cat([p.means2d[order], p.conics[order], p.opacities[order, None]], dim=1)
+    H, W = camera.height, camera.width
+    frame = _Frame.of(W, H)
+    box = _bounding_boxes(geo[:, :2], geo[:, 2:5], geo[:, 5], W, H)
+    depth_sum, acc, _, chunks = _forward(geo, p.depths[order, None], box, frame, max_pairs)
+    empty = torch.zeros(0, dtype=torch.long, device=geo.device)
+    gid = torch.cat([c[0] for c in chunks]) if chunks else empty
+    pix = torch.cat([c[1] for c in chunks]) if chunks else empty
+    weight = torch.cat([c[2] * c[3] for c in chunks]) if chunks else geo.new_zeros(0)
+    pix = torch.div(pix, frame.wp, rounding_mode="floor") * W + pix % frame.wp  # padded grid -> image
+    alpha = acc.reshape(frame.th * TILE, frame.wp)[:H, :W].contiguous()
+    depth_sum = depth_sum.reshape(frame.th * TILE, frame.wp)[:H, :W]
+    depth = torch.where(alpha > 0, depth_sum / alpha.clamp_min(1e-10), torch.zeros_like(alpha))
+    return CompositedPairs(pix, order.index_select(0, gid), weight, alpha, depth)
+
+
+@dataclass
 class ColourOnlyView:
     """One camera's composited pairs of a scene whose geometry stays fixed, to re-render quickly while only
     the SH coefficients change (stylization): alpha, depth and every weight w = alpha T depend on geometry
@@ -370,16 +405,10 @@ class ColourOnlyView:
     width: int
     height: int
     sh_degree: int  # bands used
-    index: Tensor  # [G] long, scene indices of the visible Gaussians
-    dirs: Tensor  # [G, 3] unit directions camera centre -> Gaussian
-    gid: Tensor  # [P] long, into `index`
-    pix: Tensor  # [P] long, into the H*W image
-    weight: Tensor  # [P] alpha T of each composited pair
-    alpha: Tensor  # [H, W]
-    depth: Tensor  # [H, W]
+    dirs: Tensor  # [N, 3] unit directions camera centre -> Gaussian
+    pairs: CompositedPairs
 
     @classmethod
-    @torch.no_grad()
     def prepare(
         cls,
         scene: GaussianScene,
@@ -388,32 +417,31 @@ class ColourOnlyView:
         max_pairs: int = DEFAULT_MAX_PAIRS,
     ) -> ColourOnlyView:
         deg = scene.sh_degree if sh_degree is None else min(sh_degree, scene.sh_degree)
-        p = project(scene, camera, 0)
-        order = _visible_sorted(p)
-        geo = torch.cat([p.means2d[order], p.conics[order], p.opacities[order, None]], dim=1)
-        depths = p.depths[order, None]
-        H, W = camera.height, camera.width
-        frame = _Frame.of(W, H)
-        box = _bounding_boxes(geo[:, :2], geo[:, 2:5], geo[:, 5], W, H)
-        depth_sum, acc, _, chunks = _forward(geo, depths, box, frame, max_pairs)
-        gid = torch.cat([c[0] for c in chunks]).long() if chunks else torch.zeros(0, dtype=torch.long)
-        pix = torch.cat([c[1] for c in chunks]).long() if chunks else torch.zeros(0, dtype=torch.long)
-        weight = torch.cat([c[2] * c[3] for c in chunks]) if chunks else torch.zeros(0, dtype=geo.dtype)
-        pix = torch.div(pix, frame.wp, rounding_mode="floor") * W + pix % frame.wp  # cropped image index
-        alpha = acc.reshape(frame.th * TILE, frame.wp)[:H, :W].contiguous()
-        depth_sum = depth_sum.reshape(frame.th * TILE, frame.wp)[:H, :W]
-        depth = torch.where(alpha > 0, depth_sum / alpha.clamp_min(1e-10), torch.zeros_like(alpha))
-        means = scene.means[order]
-        campos = torch.as_tensor(camera.position, dtype=means.dtype, device=means.device)
-        dirs = means - campos
-        dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return cls(W, H, deg, order, dirs, gid, pix.to(gid.device), weight, alpha, depth)
+        with torch.no_grad():
+            campos = torch.as_tensor(camera.position, dtype=scene.means.dtype, device=scene.device)
+            dirs = scene.means - campos
+            dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return cls(camera.width, camera.height, deg, dirs, composited_pairs(scene, camera, max_pairs))
+
+    @property
+    def alpha(self) -> Tensor:  # [H, W]
+        return self.pairs.alpha
+
+    @property
+    def depth(self) -> Tensor:  # [H, W]
+        return self.pairs.depth
 
     def render(self, sh: Tensor, background: Tensor) -> RenderOutput:
         """sh [N, K, 3] of the scene the view was prepared for; background [3]."""
-        colors = torch.clamp_min(eval_sh(self.sh_degree, sh[self.index], self.dirs) + 0.5, 0.0)  # [G, 3]
-        contrib = self.weight[:, None] * colors.index_select(0, self.gid)
+        if sh.shape[0] != self.dirs.shape[0] or sh.shape[1] < (self.sh_degree + 1) ** 2:
+            raise ValueError(
+                f"sh has shape {tuple(sh.shape)}, the view was prepared for {self.dirs.shape[0]} Gaussians "
+                f"with SH degree {self.sh_degree}; prepare a new view for this scene"
+            )
+        p = self.pairs
+        colors = torch.clamp_min(eval_sh(self.sh_degree, sh, self.dirs) + 0.5, 0.0)  # [N, 3]
+        contrib = p.weight[:, None] * colors.index_select(0, p.gaussian)
         image = torch.zeros(self.height * self.width, 3, dtype=colors.dtype, device=colors.device)
-        image = image.index_add(0, self.pix, contrib).reshape(self.height, self.width, 3)
-        image = image + (1.0 - self.alpha)[..., None] * background.to(colors.dtype)
-        return RenderOutput(image=image, alpha=self.alpha, depth=self.depth)
+        image = image.index_add(0, p.pix, contrib).reshape(self.height, self.width, 3)
+        image = image + (1.0 - p.alpha)[..., None] * background.to(colors.dtype)
+        return RenderOutput(image=image, alpha=p.alpha, depth=p.depth)
