@@ -109,11 +109,20 @@ class SlicedDistribution:
             tables.append(_resample(proj, n_quantiles))  # [K, Q]
         self.tables = torch.stack(tables)  # [S, K, Q]
 
-    def distance(self, points: Tensor, set_index: int) -> Tensor:
+    def distance(self, points: Tensor, set_index: int, salt: int = 0) -> Tensor:
+        """Sliced W2^2 of `points` [n, D] to the stored distribution with direction set `set_index`. More
+        points than the table has quantiles: a random subset of that size (seeded by set_index and salt, so
+        a step is reproducible) is compared, which spares resampling the table and sorting every point."""
         s = set_index % self.dirs.shape[0]
-        proj = (self.dirs[s].T @ points.T).contiguous()  # [K, n]
-        sorted_proj = sort_rows(proj)
-        target = _resample(self.tables[s], points.shape[0])  # [K, n]
+        q = self.tables.shape[2]
+        if points.shape[0] > q:
+            g = torch.Generator().manual_seed(1_000_003 * int(set_index) + int(salt))
+            keep = torch.randperm(points.shape[0], generator=g)[:q].to(points.device)
+            points = points.index_select(0, keep)
+            target = self.tables[s]  # [K, q]
+        else:
+            target = _resample(self.tables[s], points.shape[0])  # [K, n]
+        sorted_proj = sort_rows((self.dirs[s].T @ points.T).contiguous())  # [K, n]
         return ((sorted_proj - target) ** 2).mean()
 
 
@@ -181,7 +190,8 @@ class WeightFreeGuidance(Guidance):
         style = to_style_tensor(style_image, wf.style_height, self.device)  # [1, 3, h, w]
         self.style = style
         lab = srgb_to_lab(style)[0].reshape(3, -1).T  # [P, 3]
-        self.color = SlicedDistribution(lab, wf.color_directions, g, wf.direction_sets)
+        q = wf.sample_points
+        self.color = SlicedDistribution(lab, wf.color_directions, g, wf.direction_sets, q)
         self.texture: list[list[SlicedDistribution]] = []  # [scale][bank]
         self.grams: list[list[Tensor]] = []
         x = style
@@ -190,7 +200,7 @@ class WeightFreeGuidance(Guidance):
             for bank in self.banks:
                 feat = self._features(x, bank)[0]  # [F, h, w]
                 pts = feat.reshape(feat.shape[0], -1).T  # [P, F]
-                per_bank.append(SlicedDistribution(pts, wf.texture_directions, g, wf.direction_sets))
+                per_bank.append(SlicedDistribution(pts, wf.texture_directions, g, wf.direction_sets, q))
                 per_gram.append(pts.T @ pts / pts.shape[0])
             self.texture.append(per_bank)
             self.grams.append(per_gram)
@@ -213,7 +223,7 @@ class WeightFreeGuidance(Guidance):
 
         if cfg.color_weight > 0 and enough:
             lab = srgb_to_lab(images).permute(0, 2, 3, 1)[sel]  # [n, 3]
-            terms["color"] = cfg.color_weight * self.color.distance(lab, step) / 100.0
+            terms["color"] = cfg.color_weight * self.color.distance(lab, step, salt=1) / 100.0
 
         if (cfg.texture_weight > 0 or cfg.gram_weight > 0) and enough:
             x, m = images, masks
@@ -226,7 +236,7 @@ class WeightFreeGuidance(Guidance):
                     for b, bank in enumerate(self.banks):
                         feat = self._features(x, bank).permute(0, 2, 3, 1)[s]  # [n, F]
                         if cfg.texture_weight > 0:
-                            tex = tex + self.texture[scale][b].distance(feat, step)
+                            tex = tex + self.texture[scale][b].distance(feat, step, salt=2 + 16 * scale + b)
                         if cfg.gram_weight > 0:
                             g = feat.T @ feat / feat.shape[0]
                             gram = gram + ((g - self.grams[scale][b]) ** 2).sum()

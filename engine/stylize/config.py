@@ -19,27 +19,29 @@ SCHEDULES = ("weightfree", "paper")
 class WeightFreeConfig:
     """Settings of the weight-free guidance (`engine/guidance/weightfree.py`); see docs/stylization.md."""
 
-    color_weight: float = 1.0
+    color_weight: float = 4.0
     """Weight of the sliced Wasserstein distance between CIELAB pixel colours of the object and the style."""
     color_directions: int = 64
     """Random projection directions per step for the colour distance."""
     texture_weight: float = 1.0
     """Weight of the texture term (sliced Wasserstein of fixed random-filter responses, several scales)."""
-    texture_kernels: tuple[int, ...] = (3, 5, 9, 15)
+    texture_kernels: tuple[int, ...] = (3, 7)
     """Kernel sizes of the fixed random filter banks (one bank per size)."""
-    texture_filters: int = 32
+    texture_filters: int = 24
     """Filters per bank."""
-    texture_scales: int = 2
+    texture_scales: int = 3
     """Image pyramid levels the filter banks run on (1 = full resolution only)."""
     texture_directions: int = 32
     """Random projection directions per bank and scale for the texture distance."""
+    sample_points: int = 4096
+    """Object pixels compared per statistic and step (a seeded random subset when there are more)."""
     direction_sets: int = 8
     """Fixed direction sets (style quantiles precomputed per set); step k uses set k mod this."""
     gram_weight: float = 0.0
     """Weight of the Gram-matrix statistics of the same filter responses (the method.md starting recipe)."""
     style_height: int = 256
     """The style image is resized to this height before its statistics are taken."""
-    content_weight: float = 0.5
+    content_weight: float = 0.75
     """Weight of the luminance structure term against the original render."""
     content_blur: float = 1.0
     """Gaussian blur sigma (pixels) applied to both luminances before the content term: strokes may vary
@@ -66,7 +68,7 @@ class StylizeConfig:
     """Job seed: view order randomness, loss sampling. Same seed, same result (on CPU)."""
     device: str = "cpu"
     """Torch device the job runs on ("cpu", "cuda", "cuda:1")."""
-    lr: float = 0.05
+    lr: float = 0.03
     """Adam learning rate on the SH DC coefficients."""
     lr_rest: float = 0.0
     """Adam learning rate on the higher SH bands (0 keeps them fixed). Only when the scene has them."""
@@ -81,6 +83,9 @@ class StylizeConfig:
     of the supplement, scaled to `steps`)."""
     loss_weights: dict[str, float] = field(default_factory=dict)
     """Extra multipliers on named loss terms (e.g. {"dssd": 0.5}); 1.0 for terms not listed."""
+    view_dwell: int = 1
+    """Weight-free schedule: consecutive steps spent on one view before moving to its neighbour (1 = cycle
+    through the views every step; > 1 = local mode, each view develops its strokes and hands them on)."""
     n_opt: int = 10
     """Noise levels per sweep (alpha = k / n_opt) in the progressive outpainting schedule."""
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -115,7 +120,7 @@ class StylizeConfig:
         def bad(name: str, value: Any, want: str) -> ValueError:
             return ValueError(f"StylizeConfig.{name} = {value!r} is invalid: {want}")
 
-        for name in ("steps", "size", "views", "views_per_step", "n_opt"):
+        for name in ("steps", "size", "views", "views_per_step", "n_opt", "view_dwell"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise bad(name, v, "must be a positive integer")

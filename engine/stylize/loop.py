@@ -272,9 +272,10 @@ def stylize(
     modules: dict[str, Guidance] = {n: build_guidance(n, config, style, device) for n in names}
     timer.add("build_guidance", time.perf_counter() - t0)
     targets_fn = next((m.make_targets for m in modules.values() if hasattr(m, "make_targets")), None)
-    schedule: Schedule = build_schedule(
-        config.schedule, config.steps, len(cams), config.n_opt, views_per_step
-    )
+    sched_name, n_opt = config.schedule, config.n_opt
+    if sched_name == "weightfree" and config.view_dwell > 1:
+        sched_name, n_opt = "weightfree-local", config.view_dwell
+    schedule: Schedule = build_schedule(sched_name, config.steps, len(cams), n_opt, views_per_step)
     targets: list[torch.Tensor] | None = None
 
     # 4. Optimizer over the colours; resume when a checkpoint is there.

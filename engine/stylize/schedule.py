@@ -152,10 +152,12 @@ def dssd_guidance_scale(alpha: float, lambda_max: float = LAMBDA_MAX) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- builders
-def weightfree_phases(total: int, terms: dict[str, float] | None = None) -> list[Phase]:
-    """One global phase: every step optimizes the next view(s) in adjacency order."""
+def weightfree_phases(total: int, terms: dict[str, float] | None = None, local: bool = False) -> list[Phase]:
+    """One phase: every step optimizes the next view(s) in adjacency order ("global"), or each view for
+    n_opt consecutive steps before its neighbour ("local", with n_opt = the view dwell)."""
     terms = terms or {"weightfree": 1.0}
-    return [Phase("global", 0, total, (Stage("global", "global", dict(terms)),))]
+    mode = "local" if local else "global"
+    return [Phase(mode, 0, total, (Stage(mode, mode, dict(terms)),))]
 
 
 def paper_phases(total: int = PAPER_STEPS, sds_terms: dict[str, float] | None = None) -> list[Phase]:
@@ -200,10 +202,12 @@ def build_schedule(
 ) -> Schedule:
     if name == "weightfree":
         phases = weightfree_phases(total, terms)
+    elif name == "weightfree-local":
+        phases = weightfree_phases(total, terms, local=True)
     elif name == "paper":
         phases = paper_phases(total, terms)
     else:
-        raise ValueError(f"unknown schedule {name!r}; choose 'weightfree' or 'paper'")
+        raise ValueError(f"unknown schedule {name!r}; choose 'weightfree', 'weightfree-local' or 'paper'")
     return Schedule(phases, n_views, n_opt, views_per_step)
 
 
