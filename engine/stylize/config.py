@@ -83,6 +83,13 @@ class StylizeConfig:
     of the supplement, scaled to `steps`)."""
     loss_weights: dict[str, float] = field(default_factory=dict)
     """Extra multipliers on named loss terms (e.g. {"dssd": 0.5}); 1.0 for terms not listed."""
+    stroke_size: float = 0.0
+    """Brush strokes in 3D (strokes.py): Gaussians per stroke cell sharing one optimized colour (0 = off,
+    every Gaussian free)."""
+    stroke_aspect: float = 4.0
+    """Length-to-width ratio of the stroke cells."""
+    residual_lr_scale: float = 0.2
+    """With strokes: learning rate of the per-Gaussian residual colour, relative to `lr`."""
     view_dwell: int = 1
     """Weight-free schedule: consecutive steps spent on one view before moving to its neighbour (1 = cycle
     through the views every step; > 1 = local mode, each view develops its strokes and hands them on)."""
@@ -149,7 +156,10 @@ class StylizeConfig:
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         values: dict[str, Any] = {"preset": name, **PRESETS[name]}
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if isinstance(given.get("weightfree"), dict) and isinstance(values.get("weightfree"), dict):
+            given["weightfree"] = {**values["weightfree"], **given["weightfree"]}  # merge, not replace
+        values.update(given)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -191,6 +201,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "views": 12,
         "guidance": ("weightfree",),
         "schedule": "weightfree",
+        "lr": 0.05,
+        "stroke_size": 80.0,
+        "stroke_aspect": 8.0,
+        "residual_lr_scale": 0.1,
+        "weightfree": {"texture_weight": 20.0},
     },
     # A quick look (tens of seconds): fewer, smaller steps.
     "preview": {
@@ -200,6 +215,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "guidance": ("weightfree",),
         "schedule": "weightfree",
         "preview_every": 5,
+        "lr": 0.05,
+        "stroke_size": 80.0,
+        "stroke_aspect": 8.0,
+        "residual_lr_scale": 0.1,
+        "weightfree": {"texture_weight": 20.0},
     },
     # The supplement's schedule: 2800 steps of progressive style outpainting with the full model stack
     # (falls back to the weight-free guidance where the models are missing). Meant for a GPU.

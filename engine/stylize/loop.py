@@ -280,11 +280,32 @@ def stylize(
 
     # 4. Optimizer over the colours; resume when a checkpoint is there.
     sh0 = work.sh.detach()
-    dc = sh0[:, :1].clone().requires_grad_(True)  # [N, 1, 3]
     rest = sh0[:, 1:].clone()  # [N, K-1, 3]
     if config.zero_rest:
         rest.zero_()
-    groups = [{"params": [dc], "lr": config.lr, "name": "sh_dc"}]
+    if config.stroke_size > 0:  # DC = stroke colour [stroke of g] + residual [g]  (see strokes.py)
+        from .strokes import mean_per_stroke, stroke_assignment, stroke_count
+
+        assign = stroke_assignment(work, config.stroke_size, config.stroke_aspect, config.seed)
+        k = stroke_count(assign)
+        stroke_dc = mean_per_stroke(sh0[:, 0], assign, k)[:, None].clone().requires_grad_(True)  # [K, 1, 3]
+        residual = (sh0[:, :1] - stroke_dc.detach()[assign]).clone().requires_grad_(True)  # [N, 1, 3]
+        params = {"stroke_dc": stroke_dc, "residual_dc": residual}
+        groups = [
+            {"params": [stroke_dc], "lr": config.lr, "name": "stroke_dc"},
+            {"params": [residual], "lr": config.lr * config.residual_lr_scale, "name": "residual_dc"},
+        ]
+
+        def dc_of() -> torch.Tensor:  # [N, 1, 3]
+            return stroke_dc.index_select(0, assign) + residual
+    else:
+        dc = sh0[:, :1].clone().requires_grad_(True)  # [N, 1, 3]
+        params = {"sh_dc": dc}
+        groups = [{"params": [dc], "lr": config.lr, "name": "sh_dc"}]
+
+        def dc_of() -> torch.Tensor:  # [N, 1, 3]
+            return dc
+
     if rest.shape[1] > 0 and config.lr_rest > 0:
         rest.requires_grad_(True)
         groups.append({"params": [rest], "lr": config.lr_rest, "name": "sh_rest"})
@@ -294,7 +315,8 @@ def stylize(
     resumed_from = None
     if state is not None:
         with torch.no_grad():
-            dc.copy_(state["sh_dc"].to(device))
+            for name, tensor in params.items():
+                tensor.copy_(state["params"][name].to(device))
             rest.copy_(state["sh_rest"].to(device))
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
@@ -305,12 +327,12 @@ def stylize(
     rest_active = rest.shape[1] > 0 and (rest.requires_grad or bool(rest.abs().max() > 0))
 
     def current_sh() -> torch.Tensor:  # [N, K, 3]; the DC alone while the higher bands are all zero
-        return torch.cat([dc, rest], dim=1) if rest_active else dc
+        return torch.cat([dc_of(), rest], dim=1) if rest_active else dc_of()
 
     def render_view(v: int) -> torch.Tensor:  # [1, 3, H, W]
         if operators is not None:
             return operators[v].render(current_sh(), bg)[None]
-        sc = work.replace(sh=torch.cat([dc, rest], dim=1))
+        sc = work.replace(sh=torch.cat([dc_of(), rest], dim=1))
         return render(sc, cams[v], background=bg, backend=config.render_backend).image.permute(2, 0, 1)[None]
 
     def checkpoint(step_done: int) -> None:
@@ -322,7 +344,7 @@ def stylize(
             {
                 **fingerprints,
                 "step": step_done,
-                "sh_dc": dc.detach().cpu().clone(),
+                "params": {name: t.detach().cpu().clone() for name, t in params.items()},
                 "sh_rest": rest.detach().cpu().clone(),
                 "optimizer": optimizer.state_dict(),
                 "torch_rng": torch.get_rng_state(),
@@ -436,7 +458,9 @@ def stylize(
         checkpoint(steps_done)
 
     # 6. Verify the geometry and assemble the result.
-    new_sh = torch.cat([dc, rest], dim=1).detach().to(scene.sh.device, scene.sh.dtype).contiguous()
+    with torch.no_grad():
+        final_dc = dc_of()
+    new_sh = torch.cat([final_dc, rest], dim=1).detach().to(scene.sh.device, scene.sh.dtype).contiguous()
     result_scene = scene.replace(sh=new_sh)
     if not result_scene.geometry_equal(scene):  # cannot happen unless a module wrote to the scene
         raise RuntimeError("stylize changed the scene geometry; this is a bug, please report it")
