@@ -120,7 +120,7 @@ class Camera:
         height: int,
         name: str = "",
     ) -> Camera:
-        """A camera at `eye` looking at `target`, with the image's up direction as close to `up` as possible."""
+        """A camera at `eye` looking at `target`, its image up as close to `up` as possible."""
         eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
         z = target - eye
         if np.linalg.norm(z) == 0:

@@ -12,8 +12,19 @@ import sys
 
 # subcommand module names under engine.cli, in the order `--help` lists them
 COMMANDS = (
-    "info", "render", "convert", "stylize", "evaluate", "demo",
-    "serve", "ping", "submit", "jobs", "keys", "batch", "models",
+    "info",
+    "render",
+    "convert",
+    "stylize",
+    "evaluate",
+    "demo",
+    "serve",
+    "ping",
+    "submit",
+    "jobs",
+    "keys",
+    "batch",
+    "models",
 )
 
 
