@@ -232,3 +232,21 @@ def test_without_strokes_every_gaussian_is_free_and_runs_are_deterministic():
     b = stylize(scene, style, cameras=_cams(), config=_config(stroke_size=0.0))
     assert a.scene.geometry_equal(scene) and _sh_bytes(a.scene) == _sh_bytes(b.scene)
     assert not torch.equal(a.scene.sh, scene.sh)
+
+
+def test_paper_schedule_without_models_falls_back_to_weightfree_in_one_line(caplog, monkeypatch):
+    from engine.stylize import loop
+
+    monkeypatch.setattr(loop, "model_available", lambda name: False)
+    cfg = StylizeConfig.from_preset(
+        "paper", steps=6, size=40, progress_bar=False, final_metrics=False, checkpoint_every=0
+    )
+    cfg.weightfree.style_height = 48
+    cfg.weightfree.direction_sets = 2
+    with caplog.at_level("WARNING", logger="splatbrush.stylize"):
+        result = stylize(_scene(), _style(), cameras=_cams(), config=cfg)
+    notes = [r.message for r in caplog.records if "not available" in r.message]
+    assert len(notes) == 1 and "weight-free" in notes[0]
+    assert result.report["guidance"] == ["weightfree"] and result.steps_done == 6
+    assert {h["step"] for h in result.report["history"]} == set(range(1, 7))
+    assert "color" in result.report["history"][0]  # RGB and SDS stages both ran the weight-free terms
