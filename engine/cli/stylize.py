@@ -8,7 +8,6 @@ OUT.losses.png (loss curves) and OUT.report.json (settings, timings, loss histor
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -57,24 +56,11 @@ def load_style_image(path: str | Path):
 
 
 def load_cameras_file(path: str | Path):
-    """Cameras from a file: engine.cameras.load_cameras when it exists, else a JSON list of Camera dicts or
-    an INRIA cameras.json."""
-    from ..cameras import Camera
+    """Cameras from any file `engine.cameras.io.load_cameras` reads (Splatbrush JSON, INRIA cameras.json,
+    NeRF transforms.json, .npz)."""
+    from ..cameras.io import load_cameras
 
-    try:
-        from ..cameras import load_cameras  # type: ignore[attr-defined]
-
-        return load_cameras(path)
-    except ImportError:
-        pass
-    data = json.loads(Path(path).read_text())
-    if isinstance(data, dict) and "cameras" in data:
-        data = data["cameras"]
-    if isinstance(data, list) and data and "world_to_camera" in data[0]:
-        return [Camera.from_dict(d) for d in data]
-    from ..cameras.inria import read_inria_cameras
-
-    return read_inria_cameras(path, data)
+    return load_cameras(path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -357,7 +357,6 @@ def stylize(
     from tqdm.auto import tqdm
 
     interrupted = False
-    step = start_step
     bar = tqdm(
         total=config.steps,
         initial=start_step,
@@ -449,8 +448,6 @@ def stylize(
                         time.perf_counter() - t_start,
                     )
                 )
-        else:
-            step = config.steps
     finally:
         bar.close()
     steps_done = len(history)
