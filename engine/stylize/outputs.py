@@ -158,8 +158,12 @@ def write_outputs(
         original, result.scene, result.cameras, style_image, sheet_views, sheet_size, backend, background
     )
     sheet.save(paths["contact_sheet"])
-    loss_curves(result.report.get("history", []), paths["loss_curves"])
     report = dict(result.report)
+    try:
+        loss_curves(result.report.get("history", []), paths["loss_curves"])
+    except ImportError:  # matplotlib is optional for the engine; the report keeps the numbers
+        paths.pop("loss_curves")
+        report["notes"] = [*report.get("notes", []), "matplotlib not installed: no loss-curve PNG"]
     report["outputs"] = {k: str(v) for k, v in paths.items()}
     write_report(report, paths["report"])
     return paths
