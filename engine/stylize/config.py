@@ -19,7 +19,7 @@ SCHEDULES = ("weightfree", "paper")
 class WeightFreeConfig:
     """Settings of the weight-free guidance (`engine/guidance/weightfree.py`); see docs/stylization.md."""
 
-    color_weight: float = 4.0
+    color_weight: float = 6.0
     """Weight of the sliced Wasserstein distance between CIELAB pixel colours of the object and the style."""
     color_directions: int = 64
     """Random projection directions per step for the colour distance."""
@@ -41,7 +41,7 @@ class WeightFreeConfig:
     """Weight of the Gram-matrix statistics of the same filter responses (the method.md starting recipe)."""
     style_height: int = 256
     """The style image is resized to this height before its statistics are taken."""
-    content_weight: float = 0.75
+    content_weight: float = 1.0
     """Weight of the luminance structure term against the original render."""
     content_blur: float = 1.0
     """Gaussian blur sigma (pixels) applied to both luminances before the content term: strokes may vary
