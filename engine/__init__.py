@@ -6,6 +6,7 @@ The scripting API:
     scene = load_scene("scene.ply")
     cams = orbit_cameras(scene, 8, 512, 512)
     out = render(scene, cams[0])            # out.image [H,W,3] in [0,1], out.alpha [H,W], out.depth [H,W]
+    result = stylize(scene, style_uint8_hw3, cameras=cams, config=StylizeConfig.from_preset("fast"))
 
 Nothing heavy happens at import time: model-based code is imported only when used.
 """
@@ -16,6 +17,7 @@ from .cameras.orbit import orbit_cameras
 from .render import RenderOutput, render
 from .scene import GaussianScene, SceneFormatError, SceneValidationError
 from .scene.io import load_scene, save_scene
+from .stylize import StylizeConfig, StylizeResult, stylize
 
 __all__ = [
     "Camera",
@@ -24,10 +26,13 @@ __all__ = [
     "RenderOutput",
     "SceneFormatError",
     "SceneValidationError",
+    "StylizeConfig",
+    "StylizeResult",
     "load_cameras",
     "load_scene",
     "orbit_cameras",
     "render",
     "save_cameras",
     "save_scene",
+    "stylize",
 ]

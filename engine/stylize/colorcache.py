@@ -4,11 +4,11 @@ Stylization never moves a Gaussian, so for a fixed camera the render is LINEAR i
 
     image[p] = sum_i w[p, i] colour[i] + (1 - alpha[p]) background
 
-with w the usual alpha-compositing weights (alpha_i T_i). `ViewOperator` asks the torch rasterizer for the
-(pixel, Gaussian) pairs it composited and their weights (same arithmetic as the rasterizer, done once), then
-re-renders any colours with one gather + index_add: milliseconds instead of a full rasterization. The loop
-checks the operator against a full render of the same view before trusting it, and falls back to the full
-renderer (with a one-line note) when the two differ or the rasterizer's internals are not as expected.
+with w the usual alpha-compositing weights (alpha_i T_i). `ViewOperator` takes the
+(pixel, Gaussian) pairs the torch rasterizer composites and their weights (`composited_pairs`, its own forward
+pass, done once) as a sparse matrix, then re-renders any colours with one sparse product: milliseconds instead
+of a full rasterization. The loop checks the operator against a full render of the same view before trusting
+it, and falls back to the full renderer (with a one-line note) when the two differ.
 """
 
 from __future__ import annotations
@@ -34,20 +34,13 @@ class ViewOperator:
     """The compositing weights of one view. `render(colors [N, 3]) -> image [3, H, W]`."""
 
     def __init__(self, scene: GaussianScene, camera: Camera):
-        try:
-            from ..render import torch_rasterizer as tr
-            from ..render.projection import project
-        except ImportError as e:  # the torch backend is not there
-            raise ColorCacheError(f"torch rasterizer unavailable: {e}") from e
+        from ..render.torch_rasterizer import composited_pairs
+
         self.camera = camera
-        H, W = camera.height, camera.width
-        self.height, self.width = H, W
-        try:  # the rasterizer's internals: anything unexpected means "no cache", never a wrong render
-            with torch.no_grad():
-                pix, gid, w, acc, depth_sum = _composited_pairs(tr, project(scene, camera, 0), W, H)
-        except Exception as e:  # noqa: BLE001 - converted into the one error the loop handles
-            raise ColorCacheError(f"torch rasterizer internals changed ({type(e).__name__}: {e})") from e
-        alpha = acc
+        self.height, self.width = H, W = camera.height, camera.width
+        with torch.no_grad():
+            pairs = composited_pairs(scene, camera)  # the rasterizer's own forward pass, once
+        pix, gid, w = pairs.pix, pairs.gaussian, pairs.weight
         n, n_pix = scene.num_gaussians, H * W
         index = torch.stack([pix, gid])  # [2, M] (pixel y * W + x, Gaussian index in the scene)
         coo = torch.sparse_coo_tensor(index, w, (n_pix, n), check_invariants=False).coalesce()
@@ -56,8 +49,8 @@ class ViewOperator:
             self.matrix = coo.to_sparse_csr()  # [H*W, N] compositing weights
             self.matrix_t = coo.t().coalesce().to_sparse_csr()  # [N, H*W], for the backward
         self._num_pairs = int(w.numel())
-        self.alpha = alpha  # [H, W]
-        self.depth = torch.where(alpha > 0, depth_sum / alpha.clamp_min(1e-10), torch.zeros_like(alpha))
+        self.alpha = pairs.alpha  # [H, W]
+        self.depth = pairs.depth  # [H, W]
         self.dirs = None
         if scene.sh_degree > 0:  # view directions, for view-dependent colours
             campos = torch.as_tensor(
@@ -97,28 +90,3 @@ class _Composite(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         return ctx.matrix_t @ grad.contiguous(), None, None
-
-
-def _composited_pairs(tr, p, W: int, H: int):
-    """(pixel index y*W+x [M], Gaussian index [M], weight alpha*T [M], alpha [H, W], depth sum [H, W]) of the
-    pairs the torch rasterizer composites for projection `p` (its forward, run once without autograd)."""
-    idx = torch.nonzero(p.valid).squeeze(1)
-    order = idx[torch.argsort(p.depths[idx], stable=True)]  # front to back, as the rasterizer
-    means2d, conics, opac = p.means2d[order], p.conics[order], p.opacities[order]
-    geo = torch.cat([means2d, conics, opac[:, None]], dim=1)  # [G, 6]
-    feats = torch.cat([p.colors[order], p.depths[order, None]], dim=1)  # [G, 4]
-    frame = tr._Frame.of(W, H)
-    box = tr._bounding_boxes(means2d, conics, opac, W, H)
-    feat_sum, acc, _, kept = tr._forward(geo, feats, box, frame, tr.DEFAULT_MAX_PAIRS)
-    if kept:
-        gid = torch.cat([k[0] for k in kept]).long()
-        pix = torch.cat([k[1] for k in kept]).long()
-        w = torch.cat([k[2] * k[3] for k in kept])
-    else:
-        gid = pix = torch.zeros(0, dtype=torch.long, device=geo.device)
-        w = torch.zeros(0, dtype=geo.dtype, device=geo.device)
-    wp = frame.wp
-    pix = torch.div(pix, wp, rounding_mode="floor") * W + pix % wp  # padded grid -> image pixel index
-    acc = acc.reshape(-1, wp)[:H, :W]
-    depth_sum = feat_sum[:, 3].reshape(-1, wp)[:H, :W]
-    return pix, order[gid], w, acc, depth_sum

@@ -498,7 +498,7 @@ def _color_cache(scene: GaussianScene, cams: list[Camera], bg: torch.Tensor, con
         with torch.no_grad():  # trust it only if it reproduces the renderer on a view
             full = render(scene, cams[0], background=bg, backend="torch").image.permute(2, 0, 1)
             diff = float((operators[0].render(scene.sh, bg) - full).abs().max())
-    except (ColorCacheError, RuntimeError, TypeError, ValueError, AttributeError) as e:
+    except (ColorCacheError, RuntimeError, ValueError) as e:
         note = f"colour cache unavailable ({e}); re-rendering every step with the full renderer"
         log.warning(note)
         return None, note
