@@ -1,5 +1,5 @@
 """`splatbrush stylize SCENE --style IMG -o OUT.ply [--preset fast|paper|preview] [--cameras FILE | --views N]
-[--size PX] [--steps N] [--seed S] [--device cpu|cuda] [--checkpoint-dir DIR]`
+[--size PX] [--steps N] [--seed S] [--device auto|cpu|cuda] [--checkpoint-dir DIR]`
 
 Writes OUT.ply (the stylized scene) and beside it OUT.contact.png (original vs stylized views),
 OUT.losses.png (loss curves) and OUT.report.json (settings, timings, loss history, metrics).
@@ -27,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--style", required=True, help="style image (jpg/png)")
     p.add_argument("-o", "--output", required=True, help="output scene path (.ply or .splat)")
     p.add_argument(
-        "--preset", default="fast", choices=sorted(PRESETS), help="settings preset (default: fast)"
+        "--preset",
+        choices=sorted(PRESETS),
+        help="settings preset (default: paper on a GPU with the models downloaded, else fast)",
     )
     views = p.add_mutually_exclusive_group()
     views.add_argument("--cameras", help="camera file (JSON list of cameras, INRIA cameras.json, ...)")
@@ -35,7 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, help="render size in pixels, longer side (default: the preset's)")
     p.add_argument("--steps", type=int, help="optimization steps (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default: cpu)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="torch device: auto, cpu, cuda, cuda:1 (default: auto = CUDA if present)",
+    )
     p.add_argument("--checkpoint-dir", help="save checkpoints here and resume from one if present")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -65,7 +71,7 @@ def load_cameras_file(path: str | Path):
 
 def run(args: argparse.Namespace) -> int:
     from ..scene.io import load_scene_with_extra
-    from ..stylize import StylizeConfig, stylize
+    from ..stylize import StylizeConfig, default_preset, stylize
     from ..stylize.outputs import write_outputs
 
     t0 = time.perf_counter()
@@ -75,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
     scene, extra = load_scene_with_extra(args.scene)
     style = load_style_image(args.style)
     cameras = load_cameras_file(args.cameras) if args.cameras else None
+    preset = args.preset or default_preset(args.device)
     config = StylizeConfig.from_preset(
-        args.preset,
+        preset,
         steps=args.steps,
         size=args.size,
         views=args.views,
@@ -85,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         progress_bar=not args.quiet,
     )
     print(
-        f"stylize: {scene.num_gaussians} Gaussians, preset {args.preset}, {config.steps} steps at "
+        f"stylize: {scene.num_gaussians} Gaussians, preset {preset}, {config.steps} steps at "
         f"{config.size} px, {len(cameras) if cameras else config.views} views",
         file=sys.stderr,
     )

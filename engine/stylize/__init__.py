@@ -8,7 +8,7 @@ result.scene, result.interrupted, result.report
 """
 
 from .config import PRESETS, StylizeConfig, WeightFreeConfig
-from .loop import ProgressEvent, StylizeResult, default_cameras, stylize
+from .loop import ProgressEvent, StylizeResult, default_cameras, default_preset, resolve_device, stylize
 
 __all__ = [
     "PRESETS",
@@ -17,5 +17,7 @@ __all__ = [
     "StylizeResult",
     "WeightFreeConfig",
     "default_cameras",
+    "default_preset",
+    "resolve_device",
     "stylize",
 ]

@@ -66,8 +66,8 @@ class StylizeConfig:
     """Views rendered and optimized together at each step (global mode cycles through them)."""
     seed: int = 0
     """Job seed: view order randomness, loss sampling. Same seed, same result (on CPU)."""
-    device: str = "cpu"
-    """Torch device the job runs on ("cpu", "cuda", "cuda:1")."""
+    device: str = "auto"
+    """Torch device the job runs on ("auto" = CUDA when available, else CPU; "cpu", "cuda", "cuda:1")."""
     lr: float = 0.03
     """Adam learning rate on the SH DC coefficients."""
     lr_rest: float = 0.0

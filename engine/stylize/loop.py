@@ -84,6 +84,22 @@ def order_views(cameras: Sequence[Camera]) -> list[int]:
         return simple_order(np.stack([c.position for c in cameras]))
 
 
+def resolve_device(device: str = "auto") -> str:
+    """ "auto" -> "cuda" when a CUDA GPU is there, else "cpu"; anything else unchanged."""
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_preset(device: str = "auto") -> str:
+    """The preset a job gets when none is named: the full method ("paper") on a GPU whose model-based
+    guidance is all downloaded, else the weight-free CPU default ("fast")."""
+    on_gpu = resolve_device(device).startswith("cuda")
+    if on_gpu and all(model_available(n) for n in MODEL_GUIDANCE):
+        return "paper"
+    return "fast"
+
+
 # ---------------------------------------------------------------------------------------------- guidance
 def model_available(name: str) -> bool:
     """Whether the model-based guidance `name` can run here (its module and weights exist)."""
@@ -164,6 +180,8 @@ def _check_inputs(scene, style_image, cameras, config) -> tuple[np.ndarray, Styl
             f"config must be a StylizeConfig (StylizeConfig.from_preset(...)), got {type(config)}"
         )
     config.validate()
+    if config.device == "auto":
+        config = config.with_overrides(device=resolve_device("auto"))
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(
             f"device {config.device!r} was asked for but CUDA is not available; use device='cpu'"
