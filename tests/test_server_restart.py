@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -113,9 +112,6 @@ EngineServer(ServerConfig(address=sys.argv[1], state_dir=sys.argv[2]), runner).s
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not os.environ.get("SPLATBRUSH_SLOW_TESTS"), reason="set SPLATBRUSH_SLOW_TESTS=1 (minutes on CPU)"
-)
 def test_kill_9_with_the_real_stylizer(tmp_path):
     """The same crash test through engine.stylize: tiny scene, few steps; resumed == uninterrupted."""
     import torch
