@@ -205,7 +205,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "stroke_size": 80.0,
         "stroke_aspect": 8.0,
         "residual_lr_scale": 0.1,
-        "weightfree": {"texture_weight": 20.0},
+        "weightfree": {"texture_weight": 20.0, "color_weight": 9.0, "content_blur": 0.25},
     },
     # A quick look (tens of seconds): fewer, smaller steps.
     "preview": {
@@ -219,7 +219,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "stroke_size": 80.0,
         "stroke_aspect": 8.0,
         "residual_lr_scale": 0.1,
-        "weightfree": {"texture_weight": 20.0},
+        "weightfree": {"texture_weight": 20.0, "color_weight": 9.0, "content_blur": 0.25},
     },
     # The supplement's schedule: 2800 steps of progressive style outpainting with the full model stack
     # (falls back to the weight-free guidance where the models are missing). Meant for a GPU.
