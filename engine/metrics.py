@@ -204,7 +204,7 @@ def evaluate_scenes(
     reprojection_error_original, reprojection_error_stylized, geometry_identical, views, size
     (+ model scores)."""
     if cameras is None:
-        from .stylize.loop import default_cameras
+        from .stylize.parts import default_cameras
 
         cameras = default_cameras(original, views, size)
     im0, a0, d0 = render_views(original, cameras, backend)

@@ -173,7 +173,7 @@ def test_the_stylization_loop_finds_and_builds_the_modules(tiny_root, style, mon
     """The loop checks `engine.models.available(name)` (env SPLATBRUSH_MODELS or the caches) and builds a
     module with `engine.guidance.<name>.build(job_config, style_image, device)`."""
     from engine.stylize.config import StylizeConfig
-    from engine.stylize.loop import build_guidance, model_available
+    from engine.stylize.parts import build_guidance, model_available
 
     monkeypatch.delenv("SPLATBRUSH_MODELS", raising=False)
     assert not model_available("sos")

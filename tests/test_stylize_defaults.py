@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.stylize import StylizeConfig, default_preset, loop, resolve_device
+from engine.stylize import StylizeConfig, default_preset, parts, resolve_device
 
 
 def test_auto_device_follows_cuda(monkeypatch):
@@ -19,7 +19,7 @@ def test_auto_device_follows_cuda(monkeypatch):
 
 def test_full_method_by_default_only_on_a_gpu_with_every_model(monkeypatch):
     have = {"dssd": True, "sos": True, "csd": True, "quality": True}
-    monkeypatch.setattr(loop, "model_available", lambda name: have[name])
+    monkeypatch.setattr(parts, "model_available", lambda name: have[name])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert default_preset() == "paper"
     assert default_preset("cpu") == "fast"

@@ -235,9 +235,9 @@ def test_without_strokes_every_gaussian_is_free_and_runs_are_deterministic():
 
 
 def test_paper_schedule_without_models_falls_back_to_weightfree_in_one_line(caplog, monkeypatch):
-    from engine.stylize import loop
+    from engine.stylize import parts
 
-    monkeypatch.setattr(loop, "model_available", lambda name: False)
+    monkeypatch.setattr(parts, "model_available", lambda name: False)
     cfg = StylizeConfig.from_preset(
         "paper", steps=6, size=40, progress_bar=False, final_metrics=False, checkpoint_every=0
     )

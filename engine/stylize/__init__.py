@@ -8,7 +8,8 @@ result.scene, result.interrupted, result.report
 """
 
 from .config import PRESETS, StylizeConfig, WeightFreeConfig
-from .loop import ProgressEvent, StylizeResult, default_cameras, default_preset, resolve_device, stylize
+from .loop import ProgressEvent, StylizeResult, stylize
+from .parts import default_cameras, default_preset, resolve_device
 
 __all__ = [
     "PRESETS",
