@@ -126,7 +126,7 @@ def test_stylize_and_evaluate_commands_end_to_end(tmp_path, capsys):
     assert rc == 0
     ev = json.loads((tmp_path / "eval.json").read_text())
     assert ev["geometry_identical"] is True and ev["style_distance_ratio"] < 1.0
-    with pytest.raises(ValueError, match="style image not found"):
+    with pytest.raises(ValueError, match="not found: .*nope.png"):
         _run_cli("stylize", [str(tmp_path / "in.ply"), "--style", str(tmp_path / "nope.png"), "-o", str(out)])
 
 

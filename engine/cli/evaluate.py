@@ -29,9 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..imaging import load_image as load_style_image
     from ..metrics import evaluate_scenes
     from ..scene.io import load_scene
-    from .stylize import load_style_image
 
     if args.views < 1 or args.size < 16:
         raise ValueError(f"--views must be >= 1 and --size >= 16, got {args.views} and {args.size}")

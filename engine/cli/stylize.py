@@ -47,29 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_style_image(path: str | Path):
-    """uint8 [H, W, 3] RGB (alpha dropped, greyscale expanded)."""
-    import numpy as np
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except FileNotFoundError:
-        raise ValueError(f"style image not found: {path}") from None
-    except OSError as e:
-        raise ValueError(f"cannot read style image {path}: {e}") from None
-
-
-def load_cameras_file(path: str | Path):
-    """Cameras from any file `engine.cameras.io.load_cameras` reads (Splatbrush JSON, INRIA cameras.json,
-    NeRF transforms.json, .npz)."""
-    from ..cameras.io import load_cameras
-
-    return load_cameras(path)
-
-
 def run(args: argparse.Namespace) -> int:
+    from ..cameras.io import load_cameras
+    from ..imaging import load_image
     from ..scene.io import load_scene_with_extra
     from ..stylize import StylizeConfig, default_preset, stylize
     from ..stylize.outputs import write_outputs
@@ -79,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".ply", ".splat"):
         raise ValueError(f"output must end in .ply or .splat, got {out.name!r}")
     scene, extra = load_scene_with_extra(args.scene)
-    style = load_style_image(args.style)
-    cameras = load_cameras_file(args.cameras) if args.cameras else None
+    style = load_image(args.style)
+    cameras = load_cameras(args.cameras) if args.cameras else None
     preset = args.preset or default_preset(args.device)
     config = StylizeConfig.from_preset(
         preset,

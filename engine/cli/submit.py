@@ -30,8 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from shared_protocol.splatfile import read_splats, write_splats
 
+    from ..imaging import load_image as load_style_image
     from ..server.cli_common import make_client
-    from .stylize import load_style_image
 
     if args.wait and not args.output:
         raise ValueError("--wait needs -o OUT (where to write the stylized scene)")

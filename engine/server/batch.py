@@ -225,7 +225,7 @@ def run_batch(manifest: Manifest, client: EngineClient, thumbnails: int = 160, l
             except RemoteError as e:
                 if e.code != "not_found":
                     raise
-        from engine.cli.stylize import load_style_image
+        from engine.imaging import load_image as load_style_image
 
         job = client.submit(
             scene(c.asset), load_style_image(c.style), None, c.settings, name=c.key, watch=False
