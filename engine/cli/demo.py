@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ..scene.io import save_scene
     from ..stylize import StylizeConfig, stylize
     from ..stylize.outputs import write_outputs
+    from .stylize import print_summary
 
     t0 = time.perf_counter()
     out = Path(args.output)
@@ -69,14 +70,5 @@ def run(args: argparse.Namespace) -> int:
     )
     result = stylize(scene, style, config=config)
     paths = write_outputs(result, scene, style, out / "stylized.ply", backend=config.render_backend)
-    m = result.report.get("metrics", {})
-    if m:
-        print(
-            f"style distance ratio {m['style_distance_ratio']:.2f} "
-            "(lower is closer to the painting's palette), "
-            f"luminance SSIM {m['ssim_luminance']:.3f}"
-        )
-    for k, v in paths.items():
-        print(f"{k}: {v}")
-    print(f"done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    print_summary(result, paths, t0)
     return 0

@@ -78,14 +78,19 @@ def run(args: argparse.Namespace) -> int:
     )
     result = stylize(scene, style, cameras=cameras, config=config, checkpoint_dir=args.checkpoint_dir)
     paths = write_outputs(result, scene, style, out, extra=extra, backend=config.render_backend)
+    print_summary(result, paths, t0)
+    return 0
+
+
+def print_summary(result, paths: dict, t0: float) -> None:
+    """The metrics of a finished job, its output files, and the time since `t0` (perf_counter)."""
     m = result.report.get("metrics", {})
     if m:
         print(
             f"style distance {m['style_distance_stylized']:.2f} "
-            f"(original {m['style_distance_original']:.2f}, "
-            f"ratio {m['style_distance_ratio']:.2f}), luminance SSIM {m['ssim_luminance']:.3f}"
+            f"(original {m['style_distance_original']:.2f}, ratio {m['style_distance_ratio']:.2f}; "
+            f"lower is closer to the painting's palette), luminance SSIM {m['ssim_luminance']:.3f}"
         )
     for k, v in paths.items():
         print(f"{k}: {v}")
     print(f"done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    return 0
