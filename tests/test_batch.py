@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from server_helpers import ThreadedEngine, make_arrays
 
+from engine.batch import ManifestError, load_manifest
 from engine.cli import main
 from engine.server import SyntheticRunner
-from engine.server.batch import ManifestError, load_manifest
 from shared_protocol.splatfile import read_splats, write_splats
 
 
@@ -79,7 +79,7 @@ def test_manifest_errors_name_the_problem(tmp_path, manifest):
 def test_thumbnails_use_the_given_camera(tmp_path):
     from conftest import make_camera
 
-    from engine.server.batch import render_thumbnail
+    from engine.batch import render_thumbnail
 
     g = make_arrays(30)
     cam = make_camera(32, 24).to_dict()
