@@ -19,7 +19,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,7 @@ from .errors import (
     RemoteError,
     VersionMismatch,
 )
+from .events import ProgressEvent
 from .messages import (
     SUPPORTED_VERSIONS,
     Cancel,
@@ -71,23 +71,22 @@ TRANSFER_RATE = 200e6
 """Bytes/s assumed when stretching a request's timeout for a big payload."""
 
 
-@dataclass
-class JobEvent:
-    """One progress or preview event of a job (kind: "progress" | "preview")."""
+JobEvent = ProgressEvent
+"""A job's progress or preview event (`ev.kind`: "progress" | "preview"); the one event class of Splatbrush,
+`shared_protocol.events.ProgressEvent` (job_id, state, step, total_steps, phase, losses, message, preview,
+elapsed_s)."""
 
-    job_id: str
-    kind: str
-    state: str
-    step: int = 0
-    total_steps: int = 0
-    phase: str = ""
-    losses: dict[str, float] = field(default_factory=dict)
-    message: str = ""
-    preview: np.ndarray | None = None  # [H, W, 3] uint8 for kind == "preview"
 
-    @property
-    def finished(self) -> bool:
-        return self.state in F.TERMINAL_STATES
+def _info_event(info: JobInfo) -> ProgressEvent:
+    return ProgressEvent(
+        info.step,
+        info.total_steps,
+        info.phase,
+        dict(info.losses),
+        job_id=info.id,
+        state=info.state,
+        message=info.error or "",
+    )
 
 
 def _load_key(key: bytes | str | os.PathLike, secret: bool) -> tuple[bytes, bytes | None]:
@@ -165,9 +164,7 @@ class JobHandle:
         that state). Raises EngineUnavailable when the engine stops answering, TimeoutError on `timeout`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         info = JobInfo.from_dict(self.watch())
-        yield JobEvent(
-            self.id, "progress", info.state, info.step, info.total_steps, info.phase, dict(info.losses)
-        )
+        yield _info_event(info)
         if info.state in F.TERMINAL_STATES:
             return
         quiet_since = time.monotonic()
@@ -189,9 +186,7 @@ class JobHandle:
                 st = JobInfo.from_dict(self.watch())
                 quiet_since = time.monotonic()
                 if st.state in F.TERMINAL_STATES:
-                    yield JobEvent(
-                        self.id, "progress", st.state, st.step, st.total_steps, st.phase, dict(st.losses)
-                    )
+                    yield _info_event(st)
                     return
 
     def wait(self, timeout: float | None = None, poll_interval: float = 1.0) -> dict[str, Any]:
@@ -313,19 +308,8 @@ class EngineClient:
             self._sock.send(f, more, copy=copy_each[i])
 
     def _handle_event(self, msg: Message) -> None:
-        if isinstance(msg, Progress):
-            ev = JobEvent(
-                msg.job_id,
-                "progress",
-                msg.state,
-                msg.step,
-                msg.total_steps,
-                msg.phase,
-                msg.losses,
-                msg.message,
-            )
-        elif isinstance(msg, Preview):
-            ev = JobEvent(msg.job_id, "preview", "running", msg.step, preview=msg.image)
+        if isinstance(msg, (Progress, Preview)):
+            ev = msg.to_event()
         else:
             return  # heartbeat: only refreshes _last_heard
         q = self._events.setdefault(msg.job_id, deque(maxlen=10_000))
@@ -389,24 +373,18 @@ class EngineClient:
         self.version, self.welcome = reply.version, reply
         return reply
 
-    def ping(self, echo: dict[str, np.ndarray] | None = None, timeout: float | None = None) -> dict[str, Any]:
-        """{"server", "time", "jobs", "version", "rtt_s"}; raises EngineUnavailable when nothing answers.
-        Arrays in `echo` travel to the engine and back (returned under "echo")."""
-        nbytes = sum(a.nbytes for a in (echo or {}).values())
-        t = (self.timeout if timeout is None else timeout) + 2 * nbytes / TRANSFER_RATE
+    def ping(self, timeout: float | None = None) -> dict[str, Any]:
+        """{"server", "time", "jobs", "version", "rtt_s"}; raises EngineUnavailable when nothing answers."""
         t0 = time.perf_counter()
-        reply = self._request(Ping(dict(echo or {})), timeout=t)
+        reply = self._request(Ping(), timeout=timeout)
         assert isinstance(reply, Pong)
-        out: dict[str, Any] = {
+        return {
             "server": reply.server,
             "time": reply.time,
             "jobs": reply.jobs,
             "version": self.version,
             "rtt_s": time.perf_counter() - t0,
         }
-        if echo:
-            out["echo"] = reply.echo
-        return out
 
     def submit(
         self,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,9 +141,33 @@ class Header:
     specs: list[ArraySpec]
 
 
+_RID_RE = re.compile(rb'"rid"\s*:\s*"([^"\\]{1,64})"')
+
+
+def sniff_rid(raw: Any) -> str | None:
+    """The request id of a header frame that is refused before it is parsed (too big, not JSON): looked up
+    in its first 64 KiB, so that the error reply still reaches the waiting request."""
+    m = _RID_RE.search(bytes(_buffer(raw)[:65536]))
+    if m is None:
+        return None
+    try:
+        return m.group(1).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def parse_header(raw: Any, limits: CodecLimits = DEFAULT_LIMITS) -> Header:
     """Check the JSON header frame, including the declared array sizes against the limits (before anything
-    is allocated for them)."""
+    is allocated for them). Any ProtocolError raised carries `.rid`: the request id when one was readable."""
+    try:
+        return _parse_header(raw, limits)
+    except ProtocolError as e:
+        if getattr(e, "rid", None) is None:
+            e.rid = sniff_rid(raw)  # type: ignore[attr-defined]
+        raise
+
+
+def _parse_header(raw: Any, limits: CodecLimits) -> Header:
     raw = _buffer(raw)
     if raw.nbytes > limits.max_header_bytes:
         raise MessageTooLarge(f"header frame is {raw.nbytes} bytes, the limit is {limits.max_header_bytes}")
@@ -164,6 +189,7 @@ def parse_header(raw: Any, limits: CodecLimits = DEFAULT_LIMITS) -> Header:
         raise ProtocolError(f"header type {mtype!r:.40} must be a short string")
     if rid is not None and (not isinstance(rid, str) or not 0 < len(rid) <= 64):
         raise ProtocolError("header rid must be null or a string of 1..64 characters")
+    rid = rid if isinstance(rid, str) else None
     if not isinstance(body, dict):
         raise ProtocolError("header body must be a JSON object")
     if not isinstance(specs, list) or len(specs) > limits.max_arrays:
@@ -177,7 +203,7 @@ def parse_header(raw: Any, limits: CodecLimits = DEFAULT_LIMITS) -> Header:
         raise MessageTooLarge(f"message declares {declared} bytes, the limit is {limits.max_message_bytes}")
     if 1 + sum(a.frames for a in checked) > limits.max_frames:
         raise MessageTooLarge(f"message declares more than {limits.max_frames} frames")
-    return Header(mtype, v, rid if isinstance(rid, str) else None, body, checked)
+    return Header(mtype, v, rid, body, checked)
 
 
 def decode(frames: list[Any], limits: CodecLimits = DEFAULT_LIMITS) -> Decoded:
@@ -254,7 +280,11 @@ def recv_message(
     rid = None
     try:
         head = sock.recv(flags if skip == 0 else 0, copy=False)
-        h = parse_header(head, limits)
+        try:
+            h = parse_header(head, limits)
+        except ProtocolError as e:
+            rid = getattr(e, "rid", None)
+            raise
         rid = h.rid
         arrays: dict[str, np.ndarray] = {}
         for a in h.specs:

@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import ProtocolError
 
-JOB_ID_RE = re.compile(r"^[0-9a-f]{12}$")
+JOB_ID_RE = re.compile(r"[0-9a-f]{12}")  # always used with fullmatch (no "$" newline loophole)
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 TERMINAL_STATES = ("done", "failed", "cancelled")
@@ -51,7 +51,7 @@ def opt_float(where: str, value: Any) -> float | None:
 def req_str(where: str, value: Any, max_len: int = 256, pattern: re.Pattern[str] | None = None) -> str:
     if not isinstance(value, str) or len(value) > max_len:
         raise ProtocolError(f"{where} must be a string of at most {max_len} characters, got {value!r:.60}")
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         raise ProtocolError(f"{where} {value!r:.60} does not match {pattern.pattern}")
     return value
 
@@ -68,7 +68,7 @@ def req_bool(where: str, value: Any) -> bool:
 
 def job_id(where: str, value: Any) -> str:
     """Job ids are 12 lowercase hex digits; nothing else (no paths) is ever accepted."""
-    if not isinstance(value, str) or not JOB_ID_RE.match(value):
+    if not isinstance(value, str) or not JOB_ID_RE.fullmatch(value):
         raise ProtocolError(f"{where} {value!r:.60} is not a job id (12 lowercase hex digits)")
     return value
 
@@ -104,15 +104,15 @@ def json_dict(where: str, value: Any, max_depth: int = 6) -> dict[str, Any]:
     return value
 
 
-def image_array(where: str, a: Any, max_side: int = 8192) -> np.ndarray:
+def image_array(where: str, a: Any, max_side: int = 8192, min_side: int = 1) -> np.ndarray:
     if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
         shape = getattr(a, "shape", None)
         raise ProtocolError(
             f"{where} must be a uint8 [H, W, 3] image, got {getattr(a, 'dtype', type(a))} {shape}"
         )
     h, w = a.shape[:2]
-    if not (1 <= h <= max_side and 1 <= w <= max_side):
-        raise ProtocolError(f"{where} is {w}x{h}; each side must be 1..{max_side} pixels")
+    if not (min_side <= h <= max_side and min_side <= w <= max_side):
+        raise ProtocolError(f"{where} is {w}x{h}; each side must be {min_side}..{max_side} pixels")
     return a
 
 
@@ -137,6 +137,38 @@ def camera_dict(where: str, d: Any, max_side: int = 16384) -> dict[str, Any]:
         "height": req_int(f"{where}.height", d["height"], 1, max_side),
         "name": req_str(f"{where}.name", d.get("name", ""), 256),
     }
-    if out["fx"] <= 0 or out["fy"] <= 0:
-        raise ProtocolError(f"{where}: focal lengths must be positive, got fx={out['fx']}, fy={out['fy']}")
+    check_camera_geometry(where, out)
     return out
+
+
+MIN_FOV_DEG, MAX_FOV_DEG = 0.01, 179.0
+"""Fields of view a camera may have (narrower or wider than this is a unit mix-up, not a lens)."""
+
+
+def check_camera_geometry(where: str, cam: dict[str, Any]) -> None:
+    """What `engine.cameras.Camera` requires, checked at submit: a rigid world_to_camera (last row 0 0 0 1,
+    orthonormal rotation), fields of view in [0.01, 179] degrees, the principal point within one image size
+    of the image."""
+    m = np.asarray(cam["world_to_camera"], np.float64)  # [4, 4]
+    if not np.allclose(m[3], [0, 0, 0, 1]):
+        raise ProtocolError(f"{where}.world_to_camera's last row must be [0, 0, 0, 1], got {m[3].tolist()}")
+    r = m[:3, :3]
+    err = float(np.abs(r @ r.T - np.eye(3)).max())
+    if err > 1e-4:
+        raise ProtocolError(
+            f"{where}.world_to_camera's rotation is not orthonormal (|R R^T - I| = {err:.3g}); remove scale "
+            "or shear from the camera"
+        )
+    w, h, fx, fy = cam["width"], cam["height"], cam["fx"], cam["fy"]
+    for name, f, side in (("fx", fx, w), ("fy", fy, h)):
+        lo = side / (2 * math.tan(math.radians(MAX_FOV_DEG) / 2))
+        hi = side / (2 * math.tan(math.radians(MIN_FOV_DEG) / 2))
+        if not lo <= f <= hi:
+            raise ProtocolError(
+                f"{where}.{name}={f:.6g} for a {w}x{h} image gives a field of view outside "
+                f"[{MIN_FOV_DEG}, {MAX_FOV_DEG}] degrees (focal length must be {lo:.4g}..{hi:.4g} pixels)"
+            )
+    if not (-w <= cam["cx"] <= 2 * w and -h <= cam["cy"] <= 2 * h):
+        raise ProtocolError(
+            f"{where}: principal point ({cam['cx']:.6g}, {cam['cy']:.6g}) is far outside the {w}x{h} image"
+        )

@@ -4,7 +4,7 @@ ProtocolError naming the bad one. Unknown fields are refused (a new field means 
 
 Requests (client -> engine) and the reply each gets:
     hello      -> welcome      version negotiation: the client lists the versions it speaks
-    ping       -> pong         liveness; arrays sent in `echo` come back (protocol benchmark)
+    ping       -> pong         liveness and job counts (no payload either way)
     submit     -> job          a new job (Gaussians, style image, cameras, settings); `watch` subscribes
     status     -> job          one job's JobInfo
     watch      -> job          subscribe to a job's progress/preview events (reconnect: watch again)
@@ -28,6 +28,7 @@ import numpy as np
 from . import fields as F
 from .codec import DEFAULT_LIMITS, CodecLimits, Decoded, decode, encode
 from .errors import ProtocolError, UnknownMessageType, VersionMismatch
+from .events import ProgressEvent
 from .payloads import JobInfo, JobSettings, splat_from_arrays, splat_to_arrays
 from .splatfile.arrays import SplatArrays
 
@@ -116,18 +117,10 @@ class Welcome(Message):
 
 
 @dataclass
-class Ping(Message):
+class Ping(_Empty):
+    """Liveness. Carries nothing: a ping never makes the engine hold or send back a payload (issue 11)."""
+
     TYPE: ClassVar[str] = "ping"
-    echo: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def to_wire(self):
-        return {}, {f"echo.{k}": v for k, v in self.echo.items()}
-
-    @classmethod
-    def from_wire(cls, body, arrays):
-        F.check_keys("ping", body, set())
-        _only_arrays("ping", arrays, {k for k in arrays if k.startswith("echo.")})
-        return cls({k[5:]: v for k, v in arrays.items()})
 
 
 @dataclass
@@ -136,17 +129,11 @@ class Pong(Message):
     server: str
     time: float
     jobs: dict[str, int] = field(default_factory=dict)
-    echo: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def to_wire(self):
-        return {"server": self.server, "time": self.time, "jobs": self.jobs}, {
-            f"echo.{k}": v for k, v in self.echo.items()
-        }
 
     @classmethod
     def from_wire(cls, body, arrays):
         F.check_keys("pong", body, {"server", "time"}, {"jobs"})
-        _only_arrays("pong", arrays, {k for k in arrays if k.startswith("echo.")})
+        _only_arrays("pong", arrays, set())
         jobs = body.get("jobs", {})
         if not isinstance(jobs, dict):
             raise ProtocolError("pong.jobs must be an object of state: count")
@@ -157,7 +144,6 @@ class Pong(Message):
                 F.job_state("pong.jobs key", k): F.req_int(f"pong.jobs[{k}]", v, 0, 10**9)
                 for k, v in jobs.items()
             },
-            {k[5:]: v for k, v in arrays.items()},
         )
 
 
@@ -347,6 +333,8 @@ class Error(Message):
 
 @dataclass
 class Progress(Message):
+    """The wire form of a `shared_protocol.events.ProgressEvent` (its preview travels as `preview`)."""
+
     TYPE: ClassVar[str] = "progress"
     job_id: str
     state: str
@@ -355,11 +343,35 @@ class Progress(Message):
     phase: str = ""
     losses: dict[str, float] = field(default_factory=dict)
     message: str = ""
+    elapsed_s: float = 0.0
+
+    @classmethod
+    def from_event(cls, ev: ProgressEvent) -> Progress:
+        ev = ev.wire_safe()
+        return cls(
+            ev.job_id, ev.state, ev.step, ev.total_steps, ev.phase, ev.losses, ev.message, ev.elapsed_s
+        )
+
+    def to_event(self) -> ProgressEvent:
+        return ProgressEvent(
+            self.step,
+            self.total_steps,
+            self.phase,
+            dict(self.losses),
+            None,
+            self.elapsed_s,
+            job_id=self.job_id,
+            state=self.state,
+            message=self.message,
+        )
 
     @classmethod
     def from_wire(cls, body, arrays):
         F.check_keys(
-            "progress", body, {"job_id", "state"}, {"step", "total_steps", "phase", "losses", "message"}
+            "progress",
+            body,
+            {"job_id", "state"},
+            {"step", "total_steps", "phase", "losses", "message", "elapsed_s"},
         )
         _only_arrays("progress", arrays, set())
         return cls(
@@ -370,6 +382,7 @@ class Progress(Message):
             F.req_str("progress.phase", body.get("phase", ""), 64),
             F.float_dict("progress.losses", body.get("losses", {})),
             F.req_str("progress.message", body.get("message", ""), 4096),
+            F.req_float("progress.elapsed_s", body.get("elapsed_s", 0.0)),
         )
 
 
@@ -382,6 +395,9 @@ class Preview(Message):
 
     def to_wire(self):
         return {"job_id": self.job_id, "step": self.step}, {"image": self.image}
+
+    def to_event(self) -> ProgressEvent:
+        return ProgressEvent(self.step, 0, "", {}, self.image, job_id=self.job_id, state="running")
 
     @classmethod
     def from_wire(cls, body, arrays):

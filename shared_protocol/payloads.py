@@ -111,7 +111,7 @@ def splat_from_arrays(arrays: dict[str, np.ndarray], where: str, prefix: str = "
     for k, v in mine.items():
         if k in GAUSSIAN_FIELDS:
             continue
-        if not k.startswith("extra.") or not F.NAME_RE.match(k[6:]):
+        if not k.startswith("extra.") or not F.NAME_RE.fullmatch(k[6:]):
             raise ProtocolError(f"{where}: unexpected array {prefix + k!r}")
         extra[k[6:]] = v
     for k, v in mine.items():

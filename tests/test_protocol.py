@@ -8,9 +8,11 @@ import json
 import numpy as np
 import pytest
 
+from shared_protocol import fields as F
 from shared_protocol import messages as M
 from shared_protocol.codec import CodecLimits, decode, encode, recv_message
 from shared_protocol.errors import MessageTooLarge, ProtocolError, UnknownMessageType, VersionMismatch
+from shared_protocol.events import ProgressEvent
 from shared_protocol.splatfile import GAUSSIAN_FIELDS, SplatArrays
 
 
@@ -62,8 +64,8 @@ IMG = np.random.default_rng(1).integers(0, 255, (12, 16, 3), dtype=np.uint8)
 EXAMPLES: list[M.Message] = [
     M.Hello([1, 2], "test"),
     M.Welcome(1, "engine", {"max_gaussians": 10}, ["cpu"]),
-    M.Ping({"a": np.arange(5, dtype=np.float32)}),
-    M.Pong("engine", 3.0, {"queued": 1}, {"a": np.arange(3, dtype=np.int64)}),
+    M.Ping(),
+    M.Pong("engine", 3.0, {"queued": 1}),
     M.Submit(make_arrays(), IMG, [CAM], M.JobSettings("fast", 5, 64, 4, 7, "cpu"), "name", True),
     M.Submit(make_arrays(k=1), IMG, None, M.JobSettings(), "", False),
     M.Status("0123456789ab"),
@@ -81,7 +83,7 @@ EXAMPLES: list[M.Message] = [
     M.Cleaned(["0123456789ab"]),
     M.Ok("bye"),
     M.Error("not_found", "no job"),
-    M.Progress("0123456789ab", "running", 4, 10, "optimize", {"style": 0.25}, "hi"),
+    M.Progress("0123456789ab", "running", 4, 10, "optimize", {"style": 0.25}, "hi", 1.5),
     M.Preview("0123456789ab", 4, IMG),
     M.Heartbeat(12.0, "engine"),
 ]
@@ -209,7 +211,7 @@ def test_recv_message_refuses_lying_or_oversized_messages_and_keeps_socket_usabl
         b.send_multipart([json.dumps(head).encode()])  # truncated: the array frame is missing
         b.send_multipart([b"z"] * 20)  # not a header at all
         b.send_multipart([bytes(f) for f in encode("ok", {"message": "fine"}, rid="x")] + [b"extra"])
-        b.send_multipart(M.encode_message(M.Ping({"a": np.arange(7, dtype=np.int64)}), rid="y"))
+        b.send_multipart(M.encode_message(M.Preview("0123456789ab", 3, IMG), rid="y"))
         expected = [
             (MessageTooLarge, "declares 12"),
             (ProtocolError, "hold more"),
@@ -222,9 +224,82 @@ def test_recv_message_refuses_lying_or_oversized_messages_and_keeps_socket_usabl
                 recv_message(a, limits)
         _, decoded = recv_message(a, limits)
         msg, rid = M.message_from(decoded)
-        assert rid == "y" and np.array_equal(msg.echo["a"], np.arange(7))
+        assert rid == "y" and np.array_equal(msg.image, IMG)
         assert not a.poll(50)  # everything was consumed, nothing left over
     finally:
         a.close(0)
         b.close(0)
         ctx.term()
+
+
+def test_header_refusals_keep_the_request_id():
+    """Issue 11.3: a refused header still names its rid, so the client gets `too_large` at once instead of
+    waiting out its timeout."""
+    zmq = pytest.importorskip("zmq")
+    ctx = zmq.Context()
+    a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    try:
+        port = a.bind_to_random_port("tcp://127.0.0.1")
+        b.connect(f"tcp://127.0.0.1:{port}")
+        limits = CodecLimits(max_message_bytes=10_000, max_header_bytes=2048)
+        b.send_multipart(encode("submit", {}, {"style": np.zeros(20_000, np.uint8)}, rid="r-big"))
+        b.send_multipart([bytes(encode("ping", {"pad": "x" * 4000}, rid="r-head")[0])])
+        head = json.loads(bytes(encode("ping", {}, rid="r-body")[0]))
+        head["body"] = []
+        b.send_multipart([json.dumps(head).encode()])
+        for rid, exc in (("r-big", MessageTooLarge), ("r-head", MessageTooLarge), ("r-body", ProtocolError)):
+            with pytest.raises(exc) as info:
+                recv_message(a, limits)
+            assert info.value.rid == rid
+    finally:
+        a.close(0)
+        b.close(0)
+        ctx.term()
+
+
+def test_job_ids_match_whole_strings_only():
+    assert F.job_id("x", "0123456789ab") == "0123456789ab"
+    for bad in ("0123456789ab\n", "0123456789abc", " 0123456789ab", "0123456789AB", "../../etc/pa"):
+        with pytest.raises(ProtocolError, match="job id"):
+            F.job_id("x", bad)
+
+
+def test_ping_carries_no_payload():
+    with pytest.raises(ProtocolError, match="unexpected array"):
+        M.Ping.from_wire({}, {"echo.a": np.zeros(10, np.float32)})
+    with pytest.raises(ProtocolError, match="unexpected array"):
+        M.Pong.from_wire({"server": "e", "time": 1.0}, {"echo.a": np.zeros(10, np.float32)})
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"fx": 1e9}, "field of view"),  # fov 3.7e-6 degrees
+        ({"fy": 0.01}, "field of view"),  # fov ~179.96 degrees
+        ({"cx": 1e6}, "principal point"),
+        ({"world_to_camera": (np.eye(4) * 2).tolist()}, "last row"),
+        ({"world_to_camera": np.diag([2.0, 1.0, 1.0, 1.0]).tolist()}, "orthonormal"),
+    ],
+)
+def test_absurd_cameras_are_refused_at_submit(change, match):
+    F.camera_dict("cam", CAM)  # the reference camera (35 degrees, centred) passes
+    with pytest.raises(ProtocolError, match=match):
+        F.camera_dict("cam", dict(CAM, **change))
+
+
+def test_progress_event_round_trips_through_the_wire():
+    ev = ProgressEvent(3, 9, "optimize", {"style": 0.5, "nan": float("nan")}, None, 1.25, job_id=INFO.id)
+    frames = M.encode_message(M.Progress.from_event(ev))
+    back, _ = M.decode_message([bytes(f) for f in frames])
+    out = back.to_event()
+    assert isinstance(out, ProgressEvent)
+    assert (out.step, out.total_steps, out.phase, out.elapsed_s, out.job_id) == (
+        3,
+        9,
+        "optimize",
+        1.25,
+        INFO.id,
+    )
+    assert out.losses == {"style": 0.5}  # the NaN loss cannot travel and is dropped
+    pv, _ = M.decode_message([bytes(f) for f in M.encode_message(M.Preview(INFO.id, 3, IMG))])
+    assert pv.to_event().kind == "preview" and np.array_equal(pv.to_event().preview, IMG)

@@ -11,23 +11,18 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from shared_protocol.events import ProgressEvent
 from shared_protocol.messages import JobSettings
 from shared_protocol.splatfile import SplatArrays
 
-
-@dataclass
-class RunEvent:
-    step: int
-    total_steps: int
-    phase: str
-    losses: dict[str, float] = field(default_factory=dict)
-    preview: np.ndarray | None = None  # uint8 [H, W, 3]
+RunEvent = ProgressEvent
+"""What a runner reports to the worker: the one progress event (`shared_protocol.events`)."""
 
 
 @dataclass
@@ -148,7 +143,16 @@ class StylizeRunner:
         cams = None if job.cameras is None else [Camera.from_dict(c) for c in job.cameras]
 
         def on_progress(ev: Any) -> None:
-            callback(RunEvent(ev.step, ev.total_steps, ev.phase, dict(ev.losses), ev.preview))
+            if not isinstance(ev, ProgressEvent):  # the loop's own event class, same fields
+                ev = ProgressEvent(
+                    ev.step,
+                    ev.total_steps,
+                    ev.phase,
+                    dict(ev.losses),
+                    ev.preview,
+                    getattr(ev, "elapsed_s", 0.0),
+                )
+            callback(ev)
 
         res = stylize(scene, job.style_image, cams, config, on_progress, should_stop, checkpoint_dir)
         report = jsonable(res.report)
@@ -206,7 +210,8 @@ class SyntheticRunner:
             preview = None
             if self.preview_every and (step + 1) % self.preview_every == 0:
                 preview = np.full((8, 8, 3), (step * 7) % 256, np.uint8)
-            callback(RunEvent(step + 1, total, "synthetic", {"drift": float(np.abs(dc).mean())}, preview))
+            losses = {"drift": float(np.abs(dc).mean())}
+            callback(ProgressEvent(step + 1, total, "synthetic", losses, preview, time.perf_counter() - t0))
             if self.checkpoint_every and (step + 1) % self.checkpoint_every == 0:
                 save(step + 1)
         sh = job.gaussians.sh.copy()

@@ -300,7 +300,7 @@ class EngineServer:
         if isinstance(msg, Hello):
             return Welcome(negotiate(msg.versions), self.name, self.config.limits(), self.devices)
         if isinstance(msg, Ping):
-            return Pong(self.name, time.time(), self.store.counts(), msg.echo)
+            return Pong(self.name, time.time(), self.store.counts())
         if isinstance(msg, Submit):
             return self._submit(identity, msg)
         if isinstance(msg, (Status, Watch)):

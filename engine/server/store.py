@@ -74,7 +74,7 @@ class JobStore:
         self._jobs: dict[str, JobInfo] = {}
         self._last_write: dict[str, float] = {}
         for d in sorted(self.jobs_dir.iterdir()):
-            if not d.is_dir() or not JOB_ID_RE.match(d.name):
+            if not d.is_dir() or not JOB_ID_RE.fullmatch(d.name):
                 continue
             try:
                 info = JobInfo.from_dict(json.loads((d / "status.json").read_text()))
@@ -88,7 +88,7 @@ class JobStore:
 
     # -------------------------------------------------------------------------------------- paths
     def job_dir(self, job_id: str) -> Path:
-        if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
+        if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
             raise ValueError(f"{job_id!r:.40} is not a job id (12 lowercase hex digits)")
         return self.jobs_dir / job_id
 

@@ -8,9 +8,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from shared_protocol.events import ProgressEvent
 from shared_protocol.messages import JobSettings, Message, Preview, Progress
 
-from .runners import JobInputs, JobRunner, RunEvent
+from .runners import JobInputs, JobRunner
 from .store import JobStore
 
 log = logging.getLogger(__name__)
@@ -95,27 +96,19 @@ class Worker(threading.Thread):
         self._progress(job_id)
         log.info("job %s: running (%d Gaussians, %s)", job_id, g.num_gaussians, settings.to_dict())
 
-        def callback(ev: RunEvent) -> None:
+        def callback(ev: ProgressEvent) -> None:
+            ev = ev.wire_safe(job_id=job_id, state="running")
             self.store.update(
                 job_id,
                 force_write=False,
-                step=int(ev.step),
-                total_steps=int(ev.total_steps),
-                phase=str(ev.phase)[:64],
-                losses={str(k)[:64]: float(v) for k, v in list(ev.losses.items())[:64]},
+                step=ev.step,
+                total_steps=ev.total_steps,
+                phase=ev.phase,
+                losses=ev.losses,
             )
-            self.post(
-                Progress(
-                    job_id,
-                    "running",
-                    int(ev.step),
-                    int(ev.total_steps),
-                    str(ev.phase)[:64],
-                    {str(k)[:64]: float(v) for k, v in list(ev.losses.items())[:64]},
-                )
-            )
+            self.post(Progress.from_event(ev))
             if ev.preview is not None:
-                self.post(Preview(job_id, int(ev.step), ev.preview))
+                self.post(Preview(job_id, ev.step, ev.preview))
 
         def should_stop() -> bool:
             return self._stopping.is_set() or job_id in self._cancel
