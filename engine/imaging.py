@@ -8,6 +8,7 @@ contact_sheet(rows, ...)   a grid of images with small gaps and optional row/col
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,11 @@ import torch
 
 class ImageError(ValueError):
     """An image could not be read, written or converted; the message names the file or the bad shape."""
+
+
+MAX_IMAGE_PIXELS = 16384 * 16384
+"""Images claiming more pixels than this are refused from their header, before any decoding (a crafted
+PNG can claim 50000x50000 in a few hundred bytes)."""
 
 
 def to_uint8(image) -> np.ndarray:  # -> [H, W, 3] uint8
@@ -79,14 +85,28 @@ def load_image(path: str | Path) -> np.ndarray:  # -> [H, W, 3] uint8
     if not path.is_file():
         raise ImageError(f"not a file (expected an image): {path}")
     try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            return _pil_to_rgb(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS or w <= 0 or h <= 0:
+                    raise ImageError(
+                        f"image {path} claims {w}x{h} pixels, over the limit of {MAX_IMAGE_PIXELS} "
+                        "(corrupt or crafted file?)"
+                    )
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                return _pil_to_rgb(im)
+    except ImageError:
+        raise
     except UnidentifiedImageError:
         raise ImageError(f"not an image PIL can read (unknown or corrupt format): {path}") from None
-    except (OSError, ValueError, SyntaxError) as e:  # truncated/corrupt data (PIL raises all three)
-        raise ImageError(f"could not read image {path}: {e}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"image {path} is too large to decode safely: {e}") from None
+    except MemoryError:
+        raise ImageError(f"image {path} does not fit in memory") from None
+    except Exception as e:  # PIL raises OSError, ValueError, SyntaxError, EOFError, struct.error, ...
+        raise ImageError(f"could not read image {path}: {type(e).__name__}: {e}"[:500]) from None
 
 
 def _pil_to_rgb(im) -> np.ndarray:  # [H, W, 3] uint8

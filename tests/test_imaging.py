@@ -116,3 +116,41 @@ def test_grid_rows():
     assert grid_rows(list(range(7)), 3) == [[0, 1, 2], [3, 4, 5], [6]]
     with pytest.raises(ImageError):
         grid_rows([1], 0)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A syntactically valid PNG header claiming width x height RGB pixels, with (almost) no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("side", [50_000, 17_000])  # PIL's DecompressionBombError; our own pixel limit
+def test_crafted_huge_png_is_one_clear_error(tmp_path, side):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_claiming(side, side))
+    with pytest.raises(ImageError, match="bomb.png") as info:
+        load_image(bomb)
+    assert "\n" not in str(info.value) and info.value.__cause__ is None
+
+
+def test_cli_reports_a_crafted_style_in_one_line(tmp_path, capsys):
+    from engine.cli import main
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_claiming(50_000, 50_000))
+    scene = tmp_path / "scene.splat"
+    scene.write_bytes(b"")
+    rc = main(
+        ["submit", str(scene), "--style", str(bomb), "--address", "tcp://127.0.0.1:9", "--timeout", "0.2"]
+    )
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "bomb.png" in err, err

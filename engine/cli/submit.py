@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.wait and not args.output:
         raise ValueError("--wait needs -o OUT (where to write the stylized scene)")
+    style = load_style_image(args.style)  # the small file first: its errors come before a big read
     cameras = None
     if args.cameras:
         from ..cameras.io import load_cameras
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     with make_client(args) as c:
         job = c.submit(
             read_splats(args.scene),
-            load_style_image(args.style),
+            style,
             cameras,
             settings,
             name=args.name,
