@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_guidance.py [--size 64] [--batch 1] [--steps 5] [--real] [--device cpu]
 
-Default: the tiny random-weight models of `engine.models.tiny` (the real loading and forward code, toy
+Default: the tiny random-weight models of `engine.testing.tiny_models` (the real loading and forward code, toy
 widths), on CPU. `--real` (meant for a GPU; default on when CUDA is available) builds the REAL
 architectures with random weights (SD1.5 UNet/VAE/text encoder + StyleShot encoder on a CLIP-H/14 tower,
 VGG19, CSD ViT-L/14, open_clip ViT-B/16), so the timings are those of the real models without downloading
@@ -30,7 +30,7 @@ def real_modules(device: torch.device, style: np.ndarray) -> dict:
 
     from engine.guidance import csd, dssd, quality, sos
     from engine.guidance.styleshot import StyleAwareEncoder, StyleShotAdapter, install_style_attention
-    from engine.models.tiny import _tiny_clip_tokenizer_files
+    from engine.testing.tiny_models import _tiny_clip_tokenizer_files
 
     out = {}
     t = time.perf_counter()
@@ -111,7 +111,7 @@ def real_modules(device: torch.device, style: np.ndarray) -> dict:
 
 def tiny_modules(device: torch.device, style: np.ndarray) -> dict:
     from engine.guidance import csd, dssd, quality, sos
-    from engine.models.tiny import write_tiny_models
+    from engine.testing.tiny_models import write_tiny_models
 
     root = write_tiny_models(tempfile.mkdtemp())
     opts = {"models_dir": str(root)}

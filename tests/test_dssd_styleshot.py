@@ -4,7 +4,6 @@ that go through the real loading code (`write_tiny_models` writes them in the re
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ pytest.importorskip("diffusers")  # the `models` extra
 pytest.importorskip("transformers")  # the `models` extra
 
 from engine.guidance.base import GuidanceBatch, StepInfo
-from engine.guidance.dssd import DSSDConfig, DSSDGuidance, build, dssd_guidance, dssd_timestep
+from engine.guidance.dssd import DSSDConfig, DSSDGuidance, dssd_guidance, dssd_timestep
 from engine.guidance.styleshot import (
     StyleAttnProcessor,
     load_styleshot,
@@ -23,7 +22,7 @@ from engine.guidance.styleshot import (
     style_patches,
 )
 from engine.models import ModelMissingError
-from engine.models.tiny import write_tiny_models
+from engine.testing.tiny_models import write_tiny_models
 
 
 @pytest.fixture(scope="module")
@@ -215,11 +214,14 @@ def test_dssd_loss_matches_score_distillation_form(dssd):
 
 
 def test_dssd_built_by_the_loop_interface(tiny_root, style):
-    job = SimpleNamespace(seed=3, module_options={"dssd": {"models_dir": str(tiny_root), "resolution": 32}})
-    g = build(job, style, "cpu")
-    assert g.cfg.resolution == 32 and g.name == "dssd"
+    from engine.guidance import registry
+    from engine.stylize.config import StylizeConfig
+
+    job = StylizeConfig(seed=3, options={"dssd": {"models_dir": str(tiny_root), "resolution": 32}})
+    g = registry.get("dssd").build(job, style, "cpu")
+    assert g.cfg.resolution == 32 and g.name == "dssd" and g.seed == 7919 * 3
     with pytest.raises(ValueError, match="unknown dssd option"):
-        build(SimpleNamespace(module_options={"dssd": {"bogus": 1}}), style, "cpu")
+        StylizeConfig(options={"dssd": {"bogus": 1}})
 
 
 def test_dssd_missing_models_raise(tmp_path, style, monkeypatch):

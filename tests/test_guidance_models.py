@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from engine.guidance import csd, purify, quality, sos
 from engine.guidance.base import GuidanceBatch, StepInfo
 from engine.guidance.model_common import load_state, style_to_tensor
 from engine.models import ModelMissingError, available
-from engine.models.tiny import TINY_CSD_ARCH, write_tiny_models
+from engine.testing.tiny_models import TINY_CSD_ARCH, write_tiny_models
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +39,9 @@ def _batch(images, originals=None, step=50, total=100):
 
 
 def _job(tiny_root, name, **options):
-    return SimpleNamespace(seed=0, module_options={name: {"models_dir": str(tiny_root), **options}})
+    from engine.stylize.config import StylizeConfig
+
+    return StylizeConfig(options={name: {"models_dir": str(tiny_root), **options}})
 
 
 def test_tiny_models_are_available(tiny_root, monkeypatch):
@@ -59,7 +60,7 @@ def test_sos_scales_halve_and_pretraining_uses_one_scale():
 
 
 def test_sos_module_runs_each_scale(tiny_root, style, monkeypatch):
-    g = sos.build(_job(tiny_root, "sos", min_short_side=16, pretrain_steps=20), style, "cpu")
+    g = sos.SOSGuidance(_job(tiny_root, "sos", min_short_side=16, pretrain_steps=20), style, "cpu")
     calls = []
     real = g.features
     monkeypatch.setattr(
@@ -106,7 +107,7 @@ def test_csd_checkpoint_layout_and_loss(tiny_root, style):
     raw = load_state(tiny_root / "csd" / "pytorch_model.bin")["model_state_dict"]
     assert "module.backbone.conv1.weight" in raw and "module.last_layer_style" in raw
     assert "module.backbone.transformer.resblocks.0.attn.in_proj_weight" in raw
-    g = csd.build(_job(tiny_root, "csd"), style, "cpu")
+    g = csd.CSDGuidance(_job(tiny_root, "csd"), style, "cpu")
     same = g(_batch(style_to_tensor(style)))["csd"]
     assert abs(same.item()) < 1e-5  # the style image against itself
     batch = _batch(torch.rand(2, 3, 40, 56))
@@ -125,7 +126,7 @@ def test_csd_missing_model(tmp_path, style, monkeypatch):
 # ------------------------------------------------------------------------------------------- quality
 def test_quality_is_clip_iqa_formula(tiny_root, style):
     # random tiny CLIP features are far apart: a lower temperature keeps the softmax off saturation
-    g = quality.build(_job(tiny_root, "quality", logit_scale=5.0), style, "cpu")
+    g = quality.QualityGuidance(_job(tiny_root, "quality", logit_scale=5.0), style, "cpu")
     batch = _batch(torch.rand(3, 3, 48, 48))
     loss = g(batch)["quality"]
     s = g.scores(batch.images.detach())
@@ -148,7 +149,7 @@ def test_purification_removes_the_content_direction(tiny_root, style):
     text = quality.encode_text(model, [words], torch.device("cpu"))
     assert plain.norm().item() == pytest.approx(1.0) and purified.norm().item() == pytest.approx(1.0)
     assert (purified @ text.T).item() < (plain @ text.T).item()
-    g = purify.build(_job(tiny_root, "purify", content_words=words), style, "cpu")
+    g = purify.PurifiedStyleGuidance(_job(tiny_root, "purify", content_words=words), style, "cpu")
     torch.testing.assert_close(g.target, purified)
     batch = _batch(torch.rand(2, 3, 40, 40))
     loss = g(batch)["purify"]
@@ -170,18 +171,19 @@ def test_csd_loader_strips_prefix_and_checks_keys(tiny_root, tmp_path):
 
 
 def test_the_stylization_loop_finds_and_builds_the_modules(tiny_root, style, monkeypatch):
-    """The loop checks `engine.models.available(name)` (env SPLATBRUSH_MODELS or the caches) and builds a
-    module with `engine.guidance.<name>.build(job_config, style_image, device)`."""
+    """The loop asks the guidance registry whether a module's models are on disk (env SPLATBRUSH_MODELS or
+    the caches) and builds it from its registry entry with the job config's options."""
+    from engine.guidance import registry
     from engine.stylize.config import StylizeConfig
-    from engine.stylize.parts import build_guidance, model_available
+    from engine.stylize.parts import build_guidance
 
     monkeypatch.delenv("SPLATBRUSH_MODELS", raising=False)
-    assert not model_available("sos")
+    assert not registry.get("sos").available()
     monkeypatch.setenv("SPLATBRUSH_MODELS", str(tiny_root))
-    config = StylizeConfig(module_options={"sos": {"min_short_side": 16}, "quality": {"logit_scale": 5.0}})
+    config = StylizeConfig(options={"sos": {"min_short_side": 16}, "quality": {"logit_scale": 5.0}})
     batch = _batch(torch.rand(1, 3, 48, 48))
-    for name in ("sos", "csd", "quality"):
-        assert model_available(name)
+    for name in ("sos", "csd", "quality", "purify"):
+        assert registry.get(name).available()
         module = build_guidance(name, config, style, torch.device("cpu"))
         assert module.name == name
         terms = module(batch)

@@ -10,7 +10,6 @@ pytest.importorskip("huggingface_hub")  # the `models` extra
 
 from engine.cli import main
 from engine.models import (
-    GUIDANCE_MODELS,
     REGISTRY,
     ModelMissingError,
     available,
@@ -46,15 +45,15 @@ def _touch_model(root, name):
         p.write_bytes(b"x")
 
 
-def test_registry_specs_are_complete():
+def test_guidance_and_model_registries_agree():
+    """Every model a guidance names is in the model registry, every registry model is needed by some
+    guidance, and a guidance is available exactly when each of its models' files is on disk."""
+    from engine.guidance import registry as guidance_registry
+
+    needed = {m for spec in guidance_registry.GUIDANCE.values() for m in spec.models}
+    assert needed == set(REGISTRY)
     for name, s in REGISTRY.items():
-        assert s.name == name and s.files and s.licence and s.size_gb > 0 and s.used_by
-        assert s.source in ("hf", "torchvision")
-    assert REGISTRY["sd15"].repo_id == "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    assert "pretrained_weight/ip.bin" in REGISTRY["styleshot"].files
-    assert REGISTRY["csd"].repo_id == "tomg-group-umd/CSD-ViT-L"
-    for guidance, needs in GUIDANCE_MODELS.items():
-        assert all(n in REGISTRY for n in needs), guidance
+        assert s.name == name and s.files and guidance_registry.used_by(name)
 
 
 def test_missing_model_error_names_model_and_command(tmp_path):
@@ -69,7 +68,9 @@ def test_missing_model_error_names_model_and_command(tmp_path):
 
 
 def test_models_dir_lookup_and_guidance_names(tmp_path, monkeypatch):
-    for name in GUIDANCE_MODELS["dssd"]:
+    from engine.guidance import registry as guidance_registry
+
+    for name in guidance_registry.get("dssd").models:
         _touch_model(tmp_path, name)
     assert available("dssd", tmp_path) and available("sd15", tmp_path)
     assert not available("sos", tmp_path)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from engine.stylize import StylizeConfig, default_preset, parts, resolve_device
+from engine.stylize import StylizeConfig, default_preset, resolve_device
+from engine.testing.tiny_models import write_tiny_models
 
 
 def test_auto_device_follows_cuda(monkeypatch):
@@ -17,20 +17,26 @@ def test_auto_device_follows_cuda(monkeypatch):
     assert StylizeConfig.from_preset("fast").device == "auto"
 
 
-def test_full_method_by_default_only_on_a_gpu_with_every_model(monkeypatch):
-    have = {"dssd": True, "sos": True, "csd": True, "quality": True}
-    monkeypatch.setattr(parts, "model_available", lambda name: have[name])
+def _no_caches(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-torch"))
+
+
+def test_full_method_by_default_only_on_a_gpu_with_every_model_on_disk(monkeypatch, tmp_path):
+    """The real availability check (files on disk, through the guidance registry), not a stub: with every
+    model of the paper preset in the models dir a GPU gets "paper"; one model missing, or no GPU, "fast"."""
+    _no_caches(monkeypatch, tmp_path)
+    root = write_tiny_models(tmp_path / "models")
+    monkeypatch.setenv("SPLATBRUSH_MODELS", str(root))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert default_preset() == "paper"
     assert default_preset("cpu") == "fast"
-    have["csd"] = False
-    assert default_preset() == "fast"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    have["csd"] = True
+    (root / "csd" / "pytorch_model.bin").unlink()
     assert default_preset() == "fast"
 
 
-def test_no_models_here_means_the_weight_free_default():
-    if torch.cuda.is_available():
-        pytest.skip("a CUDA machine may have the models")
+def test_no_models_on_disk_means_the_cpu_default_even_on_a_gpu(monkeypatch, tmp_path):
+    _no_caches(monkeypatch, tmp_path)
+    monkeypatch.setenv("SPLATBRUSH_MODELS", str(tmp_path / "empty"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert default_preset() == "fast"

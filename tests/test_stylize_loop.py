@@ -38,10 +38,10 @@ def _config(**kw) -> StylizeConfig:
     )
     base.update(kw)
     cfg = StylizeConfig.from_preset("fast", **base)
-    cfg.weightfree.style_height = 48
-    cfg.weightfree.texture_kernels = (3, 5)
-    cfg.weightfree.texture_filters = 8
-    cfg.weightfree.direction_sets = 2
+    cfg.options["weightfree"].style_height = 48
+    cfg.options["weightfree"].texture_kernels = (3, 5)
+    cfg.options["weightfree"].texture_filters = 8
+    cfg.options["weightfree"].direction_sets = 2
     return cfg
 
 
@@ -235,14 +235,14 @@ def test_without_strokes_every_gaussian_is_free_and_runs_are_deterministic():
 
 
 def test_paper_schedule_without_models_falls_back_to_weightfree_in_one_line(caplog, monkeypatch):
-    from engine.stylize import parts
-
-    monkeypatch.setattr(parts, "model_available", lambda name: False)
+    monkeypatch.setenv("SPLATBRUSH_MODELS", "/nonexistent-models-dir")
+    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-hf-cache")
+    monkeypatch.setenv("TORCH_HOME", "/nonexistent-torch-home")
     cfg = StylizeConfig.from_preset(
         "paper", steps=6, size=40, progress_bar=False, final_metrics=False, checkpoint_every=0
     )
-    cfg.weightfree.style_height = 48
-    cfg.weightfree.direction_sets = 2
+    cfg.options["weightfree"].style_height = 48
+    cfg.options["weightfree"].direction_sets = 2
     with caplog.at_level("WARNING", logger="splatbrush.stylize"):
         result = stylize(_scene(), _style(), cameras=_cams(), config=cfg)
     notes = [r.message for r in caplog.records if "not available" in r.message]

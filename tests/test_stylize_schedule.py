@@ -10,10 +10,7 @@ from engine.stylize.schedule import (
     Phase,
     Schedule,
     Stage,
-    adjacency_order,
     build_schedule,
-    dssd_guidance_scale,
-    dssd_timestep,
     global_alpha,
     local_alpha,
     paper_phases,
@@ -23,7 +20,7 @@ from engine.stylize.schedule import (
 def test_paper_preset_step_ranges_follow_the_supplement():
     cfg = StylizeConfig.from_preset("paper")
     assert cfg.steps == 2800 and cfg.schedule == "paper"
-    phases = paper_phases(cfg.steps)
+    phases = paper_phases(cfg.steps, {g: 1.0 for g in cfg.guidance})
     assert [(p.start, p.end) for p in phases] == [
         (0, 100),
         (100, 600),
@@ -75,18 +72,6 @@ def test_views_per_step_batches_consecutive_views():
     assert [sched.plan(s).view_ids for s in range(4)] == [[0, 1], [2, 3], [4, 0], [1, 2]]
 
 
-def test_dssd_timestep_and_guidance_maths():
-    assert dssd_timestep(0.0) == 750  # 1000 clipped to 0.75 T
-    assert dssd_timestep(0.25) == 500  # (1 - 0.5) * 1000
-    assert dssd_timestep(0.81) == 100  # (1 - 0.9) * 1000
-    assert dssd_timestep(0.9999) == 20  # clipped to 0.02 T
-    ts = [dssd_timestep(a / 10) for a in range(10)]
-    assert ts == sorted(ts, reverse=True)  # noise goes from high to low within a sweep
-    assert dssd_guidance_scale(0.0) == 7.5
-    assert dssd_guidance_scale(0.5) == 7.5  # 20 * 0.25 = 5 < 7.5
-    assert dssd_guidance_scale(0.9) == pytest.approx(20 * 0.81)
-
-
 def test_schedule_rejects_gaps_and_bad_modes():
     with pytest.raises(ValueError, match="tile"):
         Schedule([Phase("a", 0, 5, (Stage("s", "global"),)), Phase("b", 6, 9, (Stage("s", "global"),))], 3)
@@ -94,15 +79,6 @@ def test_schedule_rejects_gaps_and_bad_modes():
         Stage("s", "sideways")
     with pytest.raises(IndexError):
         build_schedule("weightfree", 5, n_views=2).plan(5)
-
-
-def test_adjacency_order_follows_neighbours():
-    angles = np.radians([0, 180, 45, 225, 90, 270, 135, 315])
-    pos = np.stack([np.cos(angles), np.sin(angles), np.zeros_like(angles)], 1)
-    order = adjacency_order(pos)
-    assert sorted(order) == list(range(8)) and order[0] == 0
-    steps = [np.linalg.norm(pos[a] - pos[b]) for a, b in zip(order, order[1:], strict=False)]
-    assert max(steps) < 0.8  # each hop is to a 45-degree neighbour (chord 0.765)
 
 
 def test_presets_build_and_overrides_apply():

@@ -38,7 +38,8 @@ def _names(args: argparse.Namespace) -> list[str]:
 
 
 def _rows(models_dir: str | None) -> list[dict]:
-    from ..models import GUIDANCE_MODELS, REGISTRY, ModelMissingError, resolve
+    from ..guidance.registry import used_by
+    from ..models import REGISTRY, ModelMissingError, resolve
 
     rows = []
     for name, s in REGISTRY.items():
@@ -53,15 +54,11 @@ def _rows(models_dir: str | None) -> list[dict]:
                 "repo": s.repo_id,
                 "size_gb": s.size_gb,
                 "licence": s.licence,
-                "used_by": list(s.used_by),
+                "used_by": list(used_by(name)),
                 "present": present,
                 "where": where,
             }
         )
-    for g, needs in GUIDANCE_MODELS.items():
-        for row in rows:
-            if row["name"] in needs and g not in row["used_by"]:
-                row["used_by"].append(g)
     return rows
 
 
@@ -114,6 +111,11 @@ def _verify(name: str, models_dir: str | None) -> str:
 
         load_open_clip_from_registry(name, models_dir)
         return "open_clip ViT-B/16 loads (strict)"
+    if name == "magenta":
+        from ..models.magenta import load_magenta
+
+        nets = load_magenta("cpu", models_dir)
+        return f"ONNX SHA-256 pins match; predictor and transformer load (strict); {nets.source}"
     return "files present"
 
 

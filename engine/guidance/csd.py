@@ -8,7 +8,6 @@ outputs L2-normalised. Checkpoint `tomg-group-umd/CSD-ViT-L`: {"model_state_dict
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 
@@ -17,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Guidance, GuidanceBatch
-from .model_common import clip_preprocess, load_state, module_config, style_to_tensor
+from .base import GuidanceBatch
+from .model_common import ModelGuidance, clip_preprocess, load_state, style_to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -99,30 +98,20 @@ def load_csd(path, arch: dict | None = None) -> CSDModel:
 
 def load_csd_from_registry(models_dir: str | None = None) -> CSDModel:
     from ..models import require
-    from ..models.tiny import ARCH_FILE
+    from ..models.loading import read_arch_override
 
     path = require("csd", models_dir)["csd"].path("pytorch_model.bin")
-    arch_file = path.parent / ARCH_FILE
-    arch = json.loads(arch_file.read_text()) if arch_file.is_file() else None
-    return load_csd(path, arch)
+    return load_csd(path, read_arch_override(path))
 
 
-class CSDGuidance(Guidance):
-    """1 - cos(CSD style embedding of the render, of the style reference); returns {"csd": loss}."""
+class CSDGuidance(ModelGuidance):
+    """1 - cos(CSD style embedding of the render, of the style reference); returns {"csd": loss}.
+    `models`: a CSDModel (default: loaded from the registry)."""
 
     name = "csd"
+    options_cls = CSDConfig
 
-    def __init__(
-        self,
-        config=None,
-        style_image: np.ndarray | None = None,
-        device: torch.device | str = "cpu",
-        models: CSDModel | None = None,
-    ):
-        self.cfg = module_config(config, CSDConfig, "csd")
-        if style_image is None:
-            raise ValueError("CSD needs a style image (np.uint8 [H, W, 3])")
-        self.device = torch.device(device)
+    def setup(self, style_image: np.ndarray, models: CSDModel | None) -> None:
         self.model = (models or load_csd_from_registry(self.cfg.models_dir)).to(self.device).eval()
         self.model.requires_grad_(False)
         size = self.model.backbone.image_size[0]
@@ -139,8 +128,3 @@ class CSDGuidance(Guidance):
         style = self.model(clip_preprocess(x, self.size))[1]  # [B, D]
         loss = (1.0 - (style * self.style_embedding).sum(-1)).mean()
         return {"csd": self.cfg.weight * loss}
-
-
-def build(config, style_image: np.ndarray, device: torch.device | str = "cpu") -> CSDGuidance:
-    """What the stylization loop calls: `build(job_config, style_image, device)`."""
-    return CSDGuidance(config, style_image, device)

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Guidance, GuidanceBatch
-from .model_common import half_on_cuda, module_config
+from .base import GuidanceBatch
+from .model_common import ModelGuidance, half_on_cuda
 from .styleshot import StyleShotAdapter, load_styleshot, set_style_scale, style_image_tensor, style_patches
 
 
@@ -128,24 +128,15 @@ def load_dssd_models(
     return DSSDModels(unet, vae, text_encoder, tokenizer, scheduler, adapter)
 
 
-class DSSDGuidance(Guidance):
-    """Dynamic style score distillation; returns {"dssd": loss}."""
+class DSSDGuidance(ModelGuidance):
+    """Dynamic style score distillation; returns {"dssd": loss}. `models`: DSSDModels (default: loaded
+    from the registry)."""
 
     name = "dssd"
+    options_cls = DSSDConfig
 
-    def __init__(
-        self,
-        config=None,
-        style_image: np.ndarray | None = None,
-        device: torch.device | str = "cpu",
-        models: DSSDModels | None = None,
-    ):
-        self.cfg = module_config(config, DSSDConfig, "dssd")
-        if style_image is None:
-            raise ValueError("DSSD needs a style image (np.uint8 [H, W, 3])")
-        self.device = torch.device(device)
-        job_seed = int(getattr(config, "seed", 0) or 0) if hasattr(config, "module_options") else 0
-        self.seed = int(self.cfg.seed) + 7919 * job_seed
+    def setup(self, style_image: np.ndarray, models: DSSDModels | None) -> None:
+        self.seed = int(self.cfg.seed) + 7919 * self.job_seed
         if models is None:
             dtype = half_on_cuda(self.device, self.cfg.half_precision)
             models = load_dssd_models(self.device, dtype, self.cfg.models_dir)
@@ -266,8 +257,3 @@ class DSSDGuidance(Guidance):
         mask [B, 1, H, W] the original is kept (the RGB loss is masked anyway)."""
         out = self.make_rgb_targets(originals)
         return out if masks is None else out * masks + originals * (1 - masks)
-
-
-def build(config, style_image: np.ndarray, device: torch.device | str = "cpu") -> DSSDGuidance:
-    """What the stylization loop calls: `build(job_config, style_image, device)`."""
-    return DSSDGuidance(config, style_image, device)

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .base import Guidance
+
 C = TypeVar("C")
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -17,8 +19,8 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def module_config(config: Any, cls: type[C], name: str) -> C:
-    """The module's own config from what the caller passed: an instance of `cls`, a dict of its fields, None
-    (defaults), or the stylization job config (its `module_options[name]` dict is used)."""
+    """The module's own options from what the caller passed: an instance of `cls`, a dict of its fields, None
+    (defaults), or the stylization job config (its `options[name]`)."""
     if isinstance(config, cls):
         return config
     if config is None:
@@ -26,12 +28,52 @@ def module_config(config: Any, cls: type[C], name: str) -> C:
     if isinstance(config, dict):
         options = config
     else:
-        options = dict((getattr(config, "module_options", None) or {}).get(name, {}))
+        options = (getattr(config, "options", None) or {}).get(name, {})
+        if isinstance(options, cls):
+            return options
+        options = dict(options)
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"unknown {name} option(s) {unknown}; valid options are {sorted(known)}")
     return cls(**options)
+
+
+def job_seed(config: Any) -> int:
+    """The job seed of a stylization config (0 when the caller passed the module's own options)."""
+    return int(getattr(config, "seed", 0) or 0) if hasattr(config, "options") else 0
+
+
+class ModelGuidance(Guidance):
+    """Base of the guidance modules that load weights: one constructor, one set of checks.
+
+        module = SubClass(config, style_image, device, models=None)
+
+    `config` is the job's StylizeConfig (its `options[name]` is used), the module's options dataclass, a dict
+    of its fields, or None. `models` injects already-loaded networks (tests, sharing between modules);
+    None loads them from the model registry in `setup`. Subclasses set `name`, `options_cls` and
+    `needs_style`, and implement `setup(style_image, models)` and `__call__`.
+    """
+
+    options_cls: type = object
+    needs_style: bool = True
+
+    def __init__(
+        self,
+        config: Any = None,
+        style_image: np.ndarray | None = None,
+        device: torch.device | str = "cpu",
+        models: Any = None,
+    ):
+        self.cfg = module_config(config, self.options_cls, self.name)
+        if self.needs_style and style_image is None:
+            raise ValueError(f"{self.name} needs a style image (np.uint8 [H, W, 3])")
+        self.device = torch.device(device)
+        self.job_seed = job_seed(config)
+        self.setup(style_image, models)
+
+    def setup(self, style_image: np.ndarray | None, models: Any) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
 
 
 def style_to_tensor(style_image: np.ndarray, device: torch.device | str = "cpu") -> Tensor:

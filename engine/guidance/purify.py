@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Guidance, GuidanceBatch
-from .model_common import clip_preprocess, module_config, style_to_tensor
+from .base import GuidanceBatch
+from .model_common import ModelGuidance, clip_preprocess, style_to_tensor
 from .quality import encode_text, image_size, load_open_clip_from_registry
 
 
@@ -58,22 +58,14 @@ def purified_style_embedding(
     return F.normalize(e, dim=-1)
 
 
-class PurifiedStyleGuidance(Guidance):
-    """1 - cos(CLIP-image(render), purified style embedding); returns {"purify": loss}."""
+class PurifiedStyleGuidance(ModelGuidance):
+    """1 - cos(CLIP-image(render), purified style embedding); returns {"purify": loss}.
+    `models`: an open_clip model (default: loaded from the registry)."""
 
     name = "purify"
+    options_cls = PurifyConfig
 
-    def __init__(
-        self,
-        config=None,
-        style_image: np.ndarray | None = None,
-        device: torch.device | str = "cpu",
-        models: nn.Module | None = None,
-    ):
-        self.cfg = module_config(config, PurifyConfig, "purify")
-        if style_image is None:
-            raise ValueError("purification needs a style image (np.uint8 [H, W, 3])")
-        self.device = torch.device(device)
+    def setup(self, style_image: np.ndarray, models: nn.Module | None) -> None:
         self.model = (models or load_open_clip_from_registry("clip-vit-b16", self.cfg.models_dir)).to(
             self.device
         )
@@ -92,7 +84,3 @@ class PurifiedStyleGuidance(Guidance):
         x = clip_preprocess(batch.images, image_size(self.model))
         e = F.normalize(self.model.encode_image(x).float(), dim=-1)
         return {"purify": self.cfg.weight * (1.0 - (e * self.target).sum(-1)).mean()}
-
-
-def build(config, style_image: np.ndarray, device: torch.device | str = "cpu") -> PurifiedStyleGuidance:
-    return PurifiedStyleGuidance(config, style_image, device)

@@ -9,7 +9,6 @@ normalisation, image features, L2 normalisation). Text features are computed onc
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Guidance, GuidanceBatch
-from .model_common import clip_preprocess, load_state, module_config
+from .base import GuidanceBatch
+from .model_common import ModelGuidance, clip_preprocess, load_state
 
 PROMPT_PAIRS = (
     ("Good photo.", "Bad photo."),
@@ -52,12 +51,11 @@ def build_open_clip(arch: dict | None = None) -> nn.Module:
 
 def load_open_clip_from_registry(name: str = "clip-vit-b16", models_dir: str | None = None) -> nn.Module:
     from ..models import require
-    from ..models.tiny import ARCH_FILE
+    from ..models.loading import read_arch_override
 
     found = require(name, models_dir)[name]
     path = found.path("open_clip_model.safetensors|open_clip_pytorch_model.bin")
-    arch_file = path.parent / ARCH_FILE
-    model = build_open_clip(json.loads(arch_file.read_text()) if arch_file.is_file() else None)
+    model = build_open_clip(read_arch_override(path))
     sd = load_state(path)
     sd = {k: v for k, v in sd.items() if k != "logit_bias" or hasattr(model, "logit_bias")}
     model.load_state_dict(sd, strict=True)
@@ -78,20 +76,15 @@ def image_size(model: nn.Module) -> int:
     return int(size[0] if isinstance(size, (tuple, list)) else size)
 
 
-class QualityGuidance(Guidance):
-    """Differentiable CLIP-IQA; returns {"quality": 1 - weighted pair scores}."""
+class QualityGuidance(ModelGuidance):
+    """Differentiable CLIP-IQA; returns {"quality": 1 - weighted pair scores}. No style image needed.
+    `models`: an open_clip model (default: loaded from the registry)."""
 
     name = "quality"
+    options_cls = QualityConfig
+    needs_style = False
 
-    def __init__(
-        self,
-        config=None,
-        style_image: np.ndarray | None = None,
-        device: torch.device | str = "cpu",
-        models: nn.Module | None = None,
-    ):
-        self.cfg = module_config(config, QualityConfig, "quality")
-        self.device = torch.device(device)
+    def setup(self, style_image: np.ndarray | None, models: nn.Module | None) -> None:
         self.model = (models or load_open_clip_from_registry("clip-vit-b16", self.cfg.models_dir)).to(
             self.device
         )
@@ -111,8 +104,3 @@ class QualityGuidance(Guidance):
         s = self.scores(batch.images)
         w = s.new_tensor(PAIR_WEIGHTS)
         return {"quality": self.cfg.weight * (1.0 - (s * w).sum(-1)).mean()}
-
-
-def build(config, style_image: np.ndarray | None, device: torch.device | str = "cpu") -> QualityGuidance:
-    """What the stylization loop calls: `build(job_config, style_image, device)`."""
-    return QualityGuidance(config, style_image, device)

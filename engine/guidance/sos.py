@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Guidance, GuidanceBatch
-from .model_common import load_state, module_config, style_to_tensor
+from .base import GuidanceBatch
+from .model_common import ModelGuidance, load_state, style_to_tensor
 
 VGG19_LAYOUT = (
     64,
@@ -127,26 +127,18 @@ def _stats(f: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return gram, mu, sigma
 
 
-class SOSGuidance(Guidance):
-    """Multi-scale VGG19 style statistics (Gram, mean, std) + r42 content; returns sos_style, sos_content."""
+class SOSGuidance(ModelGuidance):
+    """Multi-scale VGG19 style statistics (Gram, mean, std) + r42 content; returns sos_style, sos_content.
+    `models`: VGG19 `features` (default: loaded from the registry)."""
 
     name = "sos"
+    options_cls = SOSConfig
 
-    def __init__(
-        self,
-        config=None,
-        style_image: np.ndarray | None = None,
-        device: torch.device | str = "cpu",
-        models: nn.Module | None = None,
-    ):
-        self.cfg = module_config(config, SOSConfig, "sos")
+    def setup(self, style_image: np.ndarray, models: nn.Module | None) -> None:
         if self.cfg.normalization not in ("imagenet", "caffe"):
             raise ValueError(
                 f"SOSConfig.normalization = {self.cfg.normalization!r}: use 'imagenet' or 'caffe'"
             )
-        if style_image is None:
-            raise ValueError("SOS needs a style image (np.uint8 [H, W, 3])")
-        self.device = torch.device(device)
         if models is None:
             from ..models import require
 
@@ -232,8 +224,3 @@ class SOSGuidance(Guidance):
             "sos_style": cfg.style_weight * style_total / k,
             "sos_content": cfg.content_weight * content_total / k,
         }
-
-
-def build(config, style_image: np.ndarray, device: torch.device | str = "cpu") -> SOSGuidance:
-    """What the stylization loop calls: `build(job_config, style_image, device)`."""
-    return SOSGuidance(config, style_image, device)

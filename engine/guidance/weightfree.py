@@ -19,6 +19,7 @@ a sort of the object's pixels.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import Guidance, GuidanceBatch
+from .model_common import job_seed, module_config
 
 N_DIRECTION_SETS = 8  # fixed direction sets, cycled by step
 N_QUANTILES = 1024  # quantile table resolution for the style distributions
@@ -34,6 +36,41 @@ MIN_OBJECT_PIXELS = 16  # fewer object pixels than this: the distribution terms 
 
 
 # ---------------------------------------------------------------------------------------------- colour
+@dataclass
+class WeightFreeConfig:
+    """Settings of the weight-free guidance (`engine/guidance/weightfree.py`); see docs/stylization.md."""
+
+    color_weight: float = 6.0
+    """Weight of the sliced Wasserstein distance between CIELAB pixel colours of the object and the style."""
+    color_directions: int = 64
+    """Random projection directions per step for the colour distance."""
+    texture_weight: float = 1.0
+    """Weight of the texture term (sliced Wasserstein of fixed random-filter responses, several scales)."""
+    texture_kernels: tuple[int, ...] = (3, 7)
+    """Kernel sizes of the fixed random filter banks (one bank per size)."""
+    texture_filters: int = 24
+    """Filters per bank."""
+    texture_scales: int = 3
+    """Image pyramid levels the filter banks run on (1 = full resolution only)."""
+    texture_directions: int = 32
+    """Random projection directions per bank and scale for the texture distance."""
+    sample_points: int = 4096
+    """Object pixels compared per statistic and step (a seeded random subset when there are more)."""
+    direction_sets: int = 8
+    """Fixed direction sets (style quantiles precomputed per set); step k uses set k mod this."""
+    gram_weight: float = 0.0
+    """Weight of the Gram-matrix statistics of the same filter responses (the method.md starting recipe)."""
+    style_height: int = 256
+    """The style image is resized to this height before its statistics are taken."""
+    content_weight: float = 1.0
+    """Weight of the luminance structure term against the original render."""
+    content_blur: float = 1.0
+    """Gaussian blur sigma (pixels) applied to both luminances before the content term: strokes may vary
+    the luminance at scales below it without penalty."""
+    seed: int = 1234
+    """Seed of the fixed random filter banks (independent of the job seed: the statistics are fixed)."""
+
+
 def srgb_to_lab(rgb: Tensor) -> Tensor:
     """[..., 3, H, W] or [N, 3] sRGB in [0, 1] -> CIELAB (L in [0, 100]), D65. Differentiable."""
     rgb = rgb.clamp(0.0, 1.0)
@@ -179,11 +216,10 @@ class WeightFreeGuidance(Guidance):
     name = "weightfree"
 
     def __init__(self, config, style_image: np.ndarray, device: torch.device | str = "cpu"):
-        wf = getattr(config, "weightfree", config)  # a StylizeConfig or a WeightFreeConfig
+        wf = module_config(config, WeightFreeConfig, "weightfree")  # StylizeConfig, options or dict
         self.cfg = wf
         self.device = torch.device(device)
-        job_seed = int(getattr(config, "seed", 0))
-        g = torch.Generator().manual_seed(int(wf.seed) + 7919 * job_seed)
+        g = torch.Generator().manual_seed(int(wf.seed) + 7919 * job_seed(config))
         self.banks = [
             b.to(self.device) for b in random_filter_banks(tuple(wf.texture_kernels), wf.texture_filters, g)
         ]

@@ -5,7 +5,7 @@
     require("csd")           # {model name: ResolvedModel} or ModelMissingError (names the download command)
 
 `available` accepts guidance names ("dssd", "sos", "csd", "quality", "purify") and model names (see
-`REGISTRY`). Heavy libraries are imported only by the builders in `engine.models.builders`.
+`REGISTRY`). Nothing heavy is imported here; the guidance modules load the weights (engine/guidance).
 """
 
 from .loading import (
@@ -18,11 +18,10 @@ from .loading import (
     require,
     resolve,
 )
-from .registry import GUIDANCE_MODELS, REGISTRY, ModelSpec, spec
+from .registry import REGISTRY, ModelSpec, spec
 
 __all__ = [
     "ENV_MODELS_DIR",
-    "GUIDANCE_MODELS",
     "REGISTRY",
     "ModelMissingError",
     "ModelSpec",

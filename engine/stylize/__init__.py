@@ -7,7 +7,8 @@ result = stylize(scene, style_image, cameras=None, config=config, callback=None,
 result.scene, result.interrupted, result.report
 """
 
-from .config import PRESETS, StylizeConfig, WeightFreeConfig
+from ..guidance.weightfree import WeightFreeConfig
+from .config import PRESETS, StylizeConfig
 from .loop import ProgressEvent, StylizeResult, stylize
 from .parts import default_cameras, default_preset, resolve_device
 

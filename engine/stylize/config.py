@@ -1,53 +1,25 @@
 """`StylizeConfig`: every setting of a stylization job, and the named presets.
 
     config = StylizeConfig.from_preset("fast", steps=None, size=256)   # None means "keep the preset's value"
+    config = StylizeConfig.from_preset("fast", weightfree={"color_weight": 4.0})  # a guidance's options
+    config = StylizeConfig.from_settings(job_settings)                # what the CLI, demo and server use
 
 Presets are plain dicts of field overrides (`PRESETS`), so they can be printed, diffed and sent over the wire.
-`fast` is the CPU default: the weight-free guidance, measured by `benchmarks/bench_stylize.py`.
+`fast` is the CPU default, measured by `benchmarks/bench_stylize.py`. Each guidance's options dataclass
+(engine/guidance/registry.py) lives in `config.options[name]`; `set_value("weightfree.color_weight", 9)`
+and the CLI's `--set weightfree.color_weight=9` reach every field.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+import json
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
-GUIDANCE_NAMES = ("weightfree", "dssd", "sos", "csd", "quality")
+from ..guidance import registry
+
 SCHEDULES = ("weightfree", "paper")
-
-
-@dataclass
-class WeightFreeConfig:
-    """Settings of the weight-free guidance (`engine/guidance/weightfree.py`); see docs/stylization.md."""
-
-    color_weight: float = 6.0
-    """Weight of the sliced Wasserstein distance between CIELAB pixel colours of the object and the style."""
-    color_directions: int = 64
-    """Random projection directions per step for the colour distance."""
-    texture_weight: float = 1.0
-    """Weight of the texture term (sliced Wasserstein of fixed random-filter responses, several scales)."""
-    texture_kernels: tuple[int, ...] = (3, 7)
-    """Kernel sizes of the fixed random filter banks (one bank per size)."""
-    texture_filters: int = 24
-    """Filters per bank."""
-    texture_scales: int = 3
-    """Image pyramid levels the filter banks run on (1 = full resolution only)."""
-    texture_directions: int = 32
-    """Random projection directions per bank and scale for the texture distance."""
-    sample_points: int = 4096
-    """Object pixels compared per statistic and step (a seeded random subset when there are more)."""
-    direction_sets: int = 8
-    """Fixed direction sets (style quantiles precomputed per set); step k uses set k mod this."""
-    gram_weight: float = 0.0
-    """Weight of the Gram-matrix statistics of the same filter responses (the method.md starting recipe)."""
-    style_height: int = 256
-    """The style image is resized to this height before its statistics are taken."""
-    content_weight: float = 1.0
-    """Weight of the luminance structure term against the original render."""
-    content_blur: float = 1.0
-    """Gaussian blur sigma (pixels) applied to both luminances before the content term: strokes may vary
-    the luminance at scales below it without penalty."""
-    seed: int = 1234
-    """Seed of the fixed random filter banks (independent of the job seed: the statistics are fixed)."""
 
 
 @dataclass
@@ -76,13 +48,24 @@ class StylizeConfig:
     """Set the higher SH bands to zero at the start, so the stylized colour is the same from every side
     (view-dependent highlights of the photo would otherwise shine through the painting)."""
     guidance: tuple[str, ...] = ("weightfree",)
-    """Guidance modules to use. Model-based ones ("dssd", "sos", "csd", "quality") are used only when their
-    weights are available; if none is, the job falls back to "weightfree" (said in one log line)."""
+    """Guidance modules to use (names in engine/guidance/registry.py). Model-based ones are used only when
+    their weights are available; if none is, the job falls back to "weightfree" (said in one log line)."""
     schedule: str = "weightfree"
     """Which phase list drives the steps: "weightfree" (one global phase) or "paper" (progressive outpainting
     of the supplement, scaled to `steps`)."""
     loss_weights: dict[str, float] = field(default_factory=dict)
-    """Extra multipliers on named loss terms (e.g. {"dssd": 0.5}); 1.0 for terms not listed."""
+    """Extra multipliers by guidance name (all of its terms, e.g. {"dssd": 0.5}) or by term name (e.g.
+    {"texture": 2.0}); a term whose name is also its guidance's name is multiplied once. 1.0 if unlisted."""
+    style_strength: float = 1.0
+    """How strongly the painting's style is applied, 0..1 (1 = fully). Each guidance says what it scales
+    (weightfree: its palette and texture terms; magenta: blends the painting's style vector with the
+    scene's own)."""
+    displayable: bool = True
+    """Keep every splat's DC colour C0 * dc + 0.5 in [0, 1] (viewers and Blender clip per splat): the start
+    is projected into range and every step is followed by a projection."""
+    up: str | None = None
+    """Up axis of the scene for orbit views ("+z" for Blender-made objects, "-y" for COLMAP captures);
+    None = -y. Ignored when cameras are given."""
     stroke_size: float = 0.0
     """Brush strokes in 3D (strokes.py): Gaussians per stroke cell sharing one optimized colour (0 = off,
     every Gaussian free)."""
@@ -111,14 +94,12 @@ class StylizeConfig:
     """Compute style distance and SSIM on all views at the end (costs one render per view, twice)."""
     progress_bar: bool = True
     """Show a tqdm progress bar on stderr."""
-    weightfree: WeightFreeConfig = field(default_factory=WeightFreeConfig)
-    """Settings of the weight-free guidance."""
-    module_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Free-form options for the model-based guidance modules, keyed by module name."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Options of every registered guidance, keyed by its name: an instance of its options dataclass
+    (given as a dict of its fields, missing ones take their defaults)."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.weightfree, dict):
-            self.weightfree = WeightFreeConfig(**_tuples(self.weightfree))
+        self.options = _guidance_options(self.options)
         self.guidance = tuple(self.guidance)
         self.background = tuple(float(v) for v in self.background)  # type: ignore[assignment]
         self.validate()
@@ -141,34 +122,79 @@ class StylizeConfig:
             raise bad("lr", self.lr, "must be > 0")
         if self.lr_rest < 0:
             raise bad("lr_rest", self.lr_rest, "must be >= 0")
-        unknown = [g for g in self.guidance if g not in GUIDANCE_NAMES]
+        known = registry.names()
+        unknown = [g for g in self.guidance if g not in known]
         if unknown or not self.guidance:
-            raise bad("guidance", self.guidance, f"choose a non-empty subset of {GUIDANCE_NAMES}")
+            raise bad("guidance", self.guidance, f"choose a non-empty subset of {known}")
         if self.schedule not in SCHEDULES:
             raise bad("schedule", self.schedule, f"choose one of {SCHEDULES}")
         if len(self.background) != 3:
             raise bad("background", self.background, "must be 3 floats (RGB in [0, 1])")
+        if not 0.0 <= float(self.style_strength) <= 1.0:
+            raise bad("style_strength", self.style_strength, "must be in [0, 1]")
+        if self.up is not None:
+            from ..cameras.orbit import resolve_up
+
+            try:
+                resolve_up(self.up)
+            except ValueError as e:
+                raise bad("up", self.up, str(e)) from None
+        for k, v in self.loss_weights.items():
+            if not isinstance(v, (int, float)) or v < 0:
+                raise bad(f"loss_weights[{k!r}]", v, "must be a number >= 0")
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_preset(cls, name: str = "fast", **overrides: Any) -> StylizeConfig:
-        """The preset `name` with `overrides` applied; overrides that are None are ignored."""
+        """The preset `name` with `overrides` applied; overrides that are None are ignored. A keyword named
+        like a guidance (e.g. `weightfree={...}`) updates that guidance's options field by field."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-        values: dict[str, Any] = {"preset": name, **PRESETS[name]}
-        given = {k: v for k, v in overrides.items() if v is not None}
-        if isinstance(given.get("weightfree"), dict) and isinstance(values.get("weightfree"), dict):
-            given["weightfree"] = {**values["weightfree"], **given["weightfree"]}  # merge, not replace
+        values = _split_guidance_keys({"preset": name, **PRESETS[name]})
+        given = _split_guidance_keys({k: v for k, v in overrides.items() if v is not None})
+        options = _merge_options(values.pop("options", {}), given.pop("options", {}))
         values.update(given)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown StylizeConfig fields {unknown}; known: {sorted(known)}")
-        if isinstance(values.get("weightfree"), dict):
-            values["weightfree"] = WeightFreeConfig(
-                **_tuples({**asdict(WeightFreeConfig()), **values["weightfree"]})
-            )
-        return cls(**values)
+        return cls(**_tuples(values), options=options)
+
+    @classmethod
+    def from_settings(cls, settings: Any, **fixed: Any) -> StylizeConfig:
+        """The config of a job's settings (`shared_protocol.payloads.JobSettings`, or anything with its
+        fields): the preset, then steps/size/views/seed/device, then `settings.overrides` (any field, dotted
+        keys for guidance options), then `fixed` (what the caller imposes, e.g. progress_bar=False)."""
+        values: dict[str, Any] = {
+            k: getattr(settings, k, None) for k in ("steps", "size", "views", "seed", "device")
+        }
+        config = cls.from_preset(getattr(settings, "preset", None) or "fast", **values)
+        for key, value in (getattr(settings, "overrides", None) or {}).items():
+            config = config.set_value(key, value)
+        return config.with_overrides(**fixed) if fixed else config
+
+    def set_value(self, key: str, value: Any) -> StylizeConfig:
+        """A copy with one field set: "steps", or "<guidance>.<option>" (e.g. "dssd.prompt"). Strings are
+        parsed as JSON when the field is not a string ("300", "[3, 5]", "true"); the result is validated."""
+        if "." in key:
+            gname, opt = key.split(".", 1)
+            if gname not in registry.names():
+                raise ValueError(f"unknown setting {key!r}: {gname!r} is not a guidance ({registry.names()})")
+            spec = registry.get(gname)
+            if opt not in spec.option_names():
+                raise ValueError(f"unknown setting {key!r}; {gname} options are {spec.option_names()}")
+            ftype = _field_type(spec.config_cls, opt)
+            new_opt = replace(self.options[gname], **{opt: _parse(key, value, ftype)})
+            return replace(self, options={**self.options, gname: new_opt})
+        names = {f.name for f in fields(self)}
+        if key not in names or key == "options":
+            raise ValueError(f"unknown setting {key!r}; known: {sorted(names - {'options'})}")
+        return replace(self, **_tuples({key: _parse(key, value, _field_type(type(self), key))}))
+
+    def guidance_options(self, name: str) -> Any:
+        """The options dataclass of guidance `name` (e.g. DSSDConfig)."""
+        registry.get(name)
+        return self.options[name]
 
     def with_overrides(self, **overrides: Any) -> StylizeConfig:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -182,6 +208,65 @@ class StylizeConfig:
         return cls(**_tuples({k: v for k, v in d.items() if k in known}))
 
 
+# ---------------------------------------------------------------------------------------------- helpers
+def _guidance_options(given: dict[str, Any]) -> dict[str, Any]:
+    """Every registered guidance's options dataclass, from instances, dicts of fields or defaults."""
+    unknown = sorted(set(given) - set(registry.names()))
+    if unknown:
+        raise ValueError(
+            f"StylizeConfig.options has unknown guidance(s) {unknown}; known: {registry.names()}"
+        )
+    out: dict[str, Any] = {}
+    for name, spec in registry.GUIDANCE.items():
+        v = given.get(name)
+        if isinstance(v, spec.config_cls):
+            out[name] = v
+            continue
+        v = dict(v or {})
+        bad = sorted(set(v) - set(spec.option_names()))
+        if bad:
+            raise ValueError(f"unknown {name} option(s) {bad}; valid options are {spec.option_names()}")
+        out[name] = spec.config_cls(**_tuples(v))
+    return out
+
+
+def _split_guidance_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """Move keys named like a guidance (`weightfree={...}`) into values["options"]."""
+    out = dict(values)
+    options = {k: dict(v) for k, v in (out.pop("options", None) or {}).items()}
+    for name in registry.names():
+        if name in out:
+            v = out.pop(name)
+            options[name] = {**options.get(name, {}), **(asdict(v) if is_dataclass(v) else dict(v))}
+    out["options"] = options
+    return out
+
+
+def _merge_options(base: dict[str, dict], new: dict[str, dict]) -> dict[str, dict]:
+    return {k: {**base.get(k, {}), **new.get(k, {})} for k in set(base) | set(new)}
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _parse(key: str, value: Any, ftype: Any) -> Any:
+    """A command-line string -> the field's type (JSON for non-strings); other values pass through."""
+    if not isinstance(value, str) or ftype is str:
+        return value
+    if ftype == (str | None) and value.lower() not in ("null", "none"):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        if value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if value.lower() in ("none", "null"):
+            return None
+        return value  # a plain string for a str-typed option ("a donut")
+    return tuple(parsed) if isinstance(parsed, list) else parsed
+
+
 def _tuples(d: dict[str, Any]) -> dict[str, Any]:
     """JSON turns tuples into lists; turn them back for the tuple-typed fields."""
     out = dict(d)
@@ -191,7 +276,8 @@ def _tuples(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-MODEL_GUIDANCE = ("dssd", "sos", "csd", "quality")
+PAPER_GUIDANCE = ("dssd", "sos", "csd", "quality")
+"""The paper preset's guidance: StyleMe3D's DSSD, SOS, CSD and 3DG-QA."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The CPU default: weight-free guidance, a couple of minutes on 2 cores for a ~50k-Gaussian object.
@@ -227,7 +313,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps": 2800,
         "size": 512,
         "views": 24,
-        "guidance": MODEL_GUIDANCE,
+        "guidance": PAPER_GUIDANCE,
         "schedule": "paper",
         "lr": 0.01,
         "n_opt": 10,

@@ -21,18 +21,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 MODES = ("local", "global", "global-fix", "global-free")
-T_TRAIN = 1000  # diffusion training timesteps
-T_MIN_FRAC, T_MAX_FRAC = 0.02, 0.75  # supplement: t in [0.02 T, 0.75 T]
-GUIDANCE_FLOOR = 7.5  # DSSD guidance never goes below this
-LAMBDA_MAX = 20.0  # supplement: NeRF-synthetic value
-
 # Supplement step boundaries for 2800 steps; other totals scale them proportionally.
 PAPER_STEPS = 2800
 PAPER_BOUNDS = (100, 600, 1000, 1900)
-SDS_TERMS = {"dssd": 1.0, "sos": 1.0, "csd": 1.0, "quality": 1.0}
 
 
 @dataclass(frozen=True)
@@ -140,17 +132,6 @@ def local_alpha(i: int, n_opt: int) -> float:
     return (i % n_opt) / n_opt
 
 
-def dssd_timestep(alpha: float, T: int = T_TRAIN) -> int:
-    """t = round((1 - alpha^0.5) T), clipped to [0.02 T, 0.75 T]."""
-    t = round((1.0 - alpha**0.5) * T)
-    return int(min(max(t, round(T_MIN_FRAC * T)), round(T_MAX_FRAC * T)))
-
-
-def dssd_guidance_scale(alpha: float, lambda_max: float = LAMBDA_MAX) -> float:
-    """Delta-lambda = max(7.5, lambda_max * alpha^2)."""
-    return float(max(GUIDANCE_FLOOR, lambda_max * alpha**2))
-
-
 # ---------------------------------------------------------------------------------------------- builders
 def weightfree_phases(total: int, terms: dict[str, float] | None = None, local: bool = False) -> list[Phase]:
     """One phase: every step optimizes the next view(s) in adjacency order ("global"), or each view for
@@ -161,7 +142,9 @@ def weightfree_phases(total: int, terms: dict[str, float] | None = None, local: 
 
 
 def paper_phases(total: int = PAPER_STEPS, sds_terms: dict[str, float] | None = None) -> list[Phase]:
-    """The supplement's 2800-step schedule, scaled to `total` steps.
+    """The supplement's 2800-step schedule, scaled to `total` steps. `sds_terms`: the SDS stages' terms (the
+    job's guidance with role "sds", engine/guidance/registry.py); a stage left with none runs the
+    weight-free guidance (the loop's fallback).
 
     [0, 100)      global: alternate global RGB / global SDS
     [100, 600)    main RGB loss in local mode, alternating with global SDS (the supplement's global phase
@@ -170,7 +153,7 @@ def paper_phases(total: int = PAPER_STEPS, sds_terms: dict[str, float] | None = 
     [1000, 1900)  alternate global-fix / global-free SDS
     [1900, 2800)  local SDS
     """
-    sds = dict(sds_terms or SDS_TERMS)
+    sds = dict(sds_terms or {})
     b = [round(x * total / PAPER_STEPS) for x in PAPER_BOUNDS]
     edges = [0, *b, total]
     g_rgb = Stage("global-rgb", "global", {"rgb": 1.0})
@@ -209,19 +192,3 @@ def build_schedule(
     else:
         raise ValueError(f"unknown schedule {name!r}; choose 'weightfree', 'weightfree-local' or 'paper'")
     return Schedule(phases, n_views, n_opt, views_per_step)
-
-
-def adjacency_order(positions: np.ndarray) -> list[int]:
-    """Greedy nearest-neighbour chain through camera positions [V, 3], starting at view 0, so that
-    consecutive views are neighbours (orbit cameras come out in orbit order)."""
-    positions = np.asarray(positions, dtype=np.float64)
-    n = len(positions)
-    if n == 0:
-        return []
-    order, left = [0], set(range(1, n))
-    while left:
-        last = positions[order[-1]]
-        nxt = min(left, key=lambda j: (float(np.sum((positions[j] - last) ** 2)), j))
-        order.append(nxt)
-        left.remove(nxt)
-    return order

@@ -15,9 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ARCH_FILE = (
-    "splatbrush_arch.json"  # architecture override read by the csd / quality loaders (tiny models only)
-)
+from ..models.loading import ARCH_FILE  # architecture override read by the csd / quality loaders
 
 
 def _tiny_clip_tokenizer_files(folder: Path) -> None:
