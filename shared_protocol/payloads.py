@@ -14,6 +14,39 @@ from .splatfile.arrays import GAUSSIAN_FIELDS, SplatArrays
 
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]{1,2})?)$")
 PRESET_RE = re.compile(r"^[a-z0-9_\-]{1,32}$")
+SETTING_RE = re.compile(r"[a-z_][a-z0-9_]{0,47}(\.[a-z_][a-z0-9_]{0,47})?")
+MAX_OVERRIDES = 64
+MASK_ATTRIBUTE = "splatbrush_mask"
+"""Partial stylization: a per-Gaussian extra attribute of the submitted Gaussians with this name, values in
+[0, 1] (0 = keep the Gaussian's colours bit-identical, 1 = restyle, between = blend). Not returned."""
+
+
+def _override_value(where: str, v: Any) -> Any:
+    """A setting's value: a JSON scalar (finite), or a short list of them."""
+    if v is None or isinstance(v, (bool, str)):
+        if isinstance(v, str) and len(v) > 1024:
+            raise ProtocolError(f"{where} is longer than 1024 characters")
+        return v
+    if isinstance(v, (int, float)):
+        return F.req_float(where, v) if isinstance(v, float) else v
+    if isinstance(v, list) and len(v) <= 16:
+        return [_override_value(f"{where}[{i}]", x) for i, x in enumerate(v)]
+    raise ProtocolError(f"{where} must be a number, string, boolean, null or a list of at most 16 of them")
+
+
+def check_overrides(where: str, d: Any) -> dict[str, Any]:
+    """{setting: value} of StylizeConfig fields ("steps", "style_strength", "dssd.prompt", ...); the engine
+    validates names and values against its config at submit."""
+    if not isinstance(d, dict):
+        raise ProtocolError(f"{where} must be an object")
+    if len(d) > MAX_OVERRIDES:
+        raise ProtocolError(f"{where} has {len(d)} entries; at most {MAX_OVERRIDES}")
+    out = {}
+    for k, v in d.items():
+        if not isinstance(k, str) or not SETTING_RE.fullmatch(k):
+            raise ProtocolError(f"{where}: {k!r} is not a setting name (e.g. 'steps' or 'dssd.prompt')")
+        out[k] = _override_value(f"{where}.{k}", v)
+    return out
 
 
 @dataclass
@@ -31,15 +64,20 @@ class JobSettings:
     seed: int = 0
     device: str = "auto"
     """auto | cpu | mps | cuda | cuda:N"""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Any other StylizeConfig setting: {"style_strength": 0.5, "dssd.prompt": "a donut", ...}."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("preset", "steps", "size", "views", "seed", "device")}
+        d = {k: getattr(self, k) for k in ("preset", "steps", "size", "views", "seed", "device")}
+        if self.overrides:
+            d["overrides"] = dict(self.overrides)
+        return d
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "settings") -> JobSettings:
         if not isinstance(d, dict):
             raise ProtocolError(f"{where} must be an object")
-        F.check_keys(where, d, set(), {"preset", "steps", "size", "views", "seed", "device"})
+        F.check_keys(where, d, set(), {"preset", "steps", "size", "views", "seed", "device", "overrides"})
         return cls(
             preset=F.req_str(f"{where}.preset", d.get("preset", "fast"), 32, PRESET_RE),
             steps=F.opt_int(f"{where}.steps", d.get("steps"), 1, 1_000_000),
@@ -47,6 +85,7 @@ class JobSettings:
             views=F.opt_int(f"{where}.views", d.get("views"), 1, 100_000),
             seed=F.req_int(f"{where}.seed", d.get("seed", 0), 0, 2**63 - 1),
             device=F.req_str(f"{where}.device", d.get("device", "auto"), 16, DEVICE_RE),
+            overrides=check_overrides(f"{where}.overrides", d.get("overrides", {})),
         )
 
 
@@ -68,7 +107,9 @@ class JobInfo:
     settings: dict[str, Any] = field(default_factory=dict)
     losses: dict[str, float] = field(default_factory=dict)
     resumes: int = 0
-    """How many times the job was resumed from a checkpoint (engine restarts)."""
+    """How many times the job was resumed from a checkpoint after the engine died under it."""
+    owner: str = ""
+    """Who submitted it: "curve:<client public key>", "user:<hash of the client's token>" or "anonymous"."""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -93,6 +134,7 @@ class JobInfo:
             settings=JobSettings.from_dict(d.get("settings", {}), f"{where}.settings").to_dict(),
             losses=F.float_dict(f"{where}.losses", d.get("losses", {})),
             resumes=F.req_int(f"{where}.resumes", d.get("resumes", 0), 0, 10**6),
+            owner=F.req_str(f"{where}.owner", d.get("owner", ""), 128),
         )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from shared_protocol.events import ProgressEvent
 from shared_protocol.messages import JobSettings
+from shared_protocol.payloads import MASK_ATTRIBUTE
 from shared_protocol.splatfile import SplatArrays
 
 RunEvent = ProgressEvent
@@ -110,16 +111,8 @@ class StylizeRunner:
     def _config(self, settings: JobSettings, overrides: dict[str, Any]):
         from engine.stylize import StylizeConfig
 
-        return StylizeConfig.from_preset(
-            settings.preset,
-            steps=settings.steps,
-            size=settings.size,
-            views=settings.views,
-            seed=settings.seed,
-            device=resolve_device(settings.device, self.device),
-            progress_bar=False,
-            **overrides,
-        )
+        device = resolve_device(settings.device, self.device)
+        return StylizeConfig.from_settings(settings, device=device, progress_bar=False, **overrides)
 
     def validate(self, settings: JobSettings) -> None:
         self._config(settings, self.overrides())
@@ -139,6 +132,8 @@ class StylizeRunner:
         from engine.stylize import stylize
 
         config = self._config(job.settings, job.overrides)
+        extra = dict(job.gaussians.extra)
+        mask = extra.pop(MASK_ATTRIBUTE, None)
         scene = scene_from_arrays(job.gaussians)
         cams = None if job.cameras is None else [Camera.from_dict(c) for c in job.cameras]
 
@@ -154,13 +149,11 @@ class StylizeRunner:
                 )
             callback(ev)
 
-        res = stylize(scene, job.style_image, cams, config, on_progress, should_stop, checkpoint_dir)
+        res = stylize(scene, job.style_image, cams, config, on_progress, should_stop, checkpoint_dir, mask)
         report = jsonable(res.report)
         if res.interrupted:
             return RunOutcome(None, True, report, res.steps_done)
-        return RunOutcome(
-            scene_to_arrays(res.scene, extra=job.gaussians.extra), False, report, res.steps_done
-        )
+        return RunOutcome(scene_to_arrays(res.scene, extra=extra), False, report, res.steps_done)
 
 
 class SyntheticRunner:
