@@ -15,6 +15,7 @@ list set to the wheels actually bundled. Both folders are git-ignored.
 from __future__ import annotations
 
 import argparse
+import ast
 import platform
 import re
 import shutil
@@ -40,7 +41,21 @@ PLATFORMS = {
     "macos-x64": ["macosx_10_15_x86_64"],
 }
 EXCLUDE_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
-FORBIDDEN_IMPORT = re.compile(r"^\s*(from|import)\s+(engine|torch|shared_protocol)\b", re.MULTILINE)
+FORBIDDEN_ROOTS = ("engine", "torch", "shared_protocol")
+
+
+def absolute_forbidden_imports(source: str) -> list[str]:
+    """The absolute imports of engine / torch / shared_protocol in Python source (docstrings don't count)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        found += [n for n in names if n.split(".")[0] in FORBIDDEN_ROOTS]
+    return found
 
 
 def local_platform() -> str:
@@ -113,11 +128,11 @@ def vendor_shared_protocol() -> None:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (VENDOR / "__init__.py").write_text('"""Packages vendored by build.py (do not edit)."""\n')
     for path in dst.rglob("*.py"):
-        match = FORBIDDEN_IMPORT.search(path.read_text())
-        if match:
+        bad = absolute_forbidden_imports(path.read_text())
+        if bad:
             raise SystemExit(
-                f"build.py: {path.relative_to(ROOT)} has an absolute import {match.group(0).strip()!r}; the "
-                "vendored package must use relative imports and must not need engine or torch"
+                f"build.py: {path.relative_to(ROOT)} imports {bad[0]!r} absolutely; the vendored package "
+                "must use relative imports and must not need engine or torch"
             )
 
 

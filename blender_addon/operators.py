@@ -12,9 +12,8 @@ import bpy
 from bpy.props import CollectionProperty, EnumProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import engine_link, splats
+from . import artist, engine_link, splats
 
-FILE_GLOB = "*.ply;*.splat"
 USER_ERRORS = (ValueError, RuntimeError, OSError, ImportError)  # SplatFileError etc. are ValueErrors
 
 
@@ -24,25 +23,44 @@ def _splatfile():
     return shared_module("splatfile")
 
 
+def read_extensions() -> tuple[str, ...]:
+    """What `shared_protocol.splatfile` reads (".ply", ".splat", ... as its io module declares)."""
+    from ._shared import shared_module
+
+    return tuple(shared_module("splatfile.io").READ_EXTENSIONS)
+
+
+def _simple_extensions() -> list[str]:  # ".compressed.ply" is a ".ply" to a file browser
+    return list(dict.fromkeys("." + ext.rsplit(".", 1)[-1] for ext in read_extensions()))
+
+
+def file_glob() -> str:
+    return ";".join("*" + ext for ext in _simple_extensions())
+
+
+def extensions_label() -> str:
+    return ", ".join(read_extensions())
+
+
+UP_AXES = [
+    ("AUTO", "Auto", "Guess from the file: COLMAP captures (-Y up), else +Z (see the manual)"),
+    ("Z", "+Z (as stored)", "Keep the file's axes"),
+    ("-Y", "-Y (COLMAP / INRIA)", "Rotate so the file's -Y points up (+Z), as COLMAP scenes need"),
+    ("Y", "+Y", "Rotate so the file's +Y points up (+Z)"),
+]
+
+
 class SPLATBRUSH_OT_import_gaussians(bpy.types.Operator, ImportHelper):
-    """Import 3D Gaussian Splatting files (.ply, .compressed.ply, .splat) as splat objects"""
+    """Import 3D Gaussian Splatting files (every format shared_protocol.splatfile reads) as splat objects"""
 
     bl_idname = "splatbrush.import_gaussians"
     bl_label = "Import Gaussian Splats"
     bl_options = {"REGISTER", "UNDO", "PRESET"}
 
-    filter_glob: StringProperty(default=FILE_GLOB, options={"HIDDEN"})
+    filter_glob: StringProperty(default=file_glob(), options={"HIDDEN"})
     files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
     directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
-    up_axis: EnumProperty(
-        name="Up axis",
-        items=[
-            ("Z", "+Z (as stored)", "Keep the file's axes"),
-            ("-Y", "-Y (COLMAP / INRIA)", "Rotate so the file's -Y points up (+Z), as COLMAP scenes need"),
-            ("Y", "+Y", "Rotate so the file's +Y points up (+Z)"),
-        ],
-        default="Z",
-    )
+    up_axis: EnumProperty(name="Up axis", items=UP_AXES, default="AUTO")
 
     def execute(self, context):
         paths = [os.path.join(self.directory, f.name) for f in self.files if f.name] or [self.filepath]
@@ -50,14 +68,16 @@ class SPLATBRUSH_OT_import_gaussians(bpy.types.Operator, ImportHelper):
         for path in paths:
             try:
                 arrays = _splatfile().read_splats(path)
-                name = os.path.basename(path).split(".")[0] or "splats"
+                name = os.path.basename(path.rstrip("/\\")).split(".")[0] or "splats"
                 obj = splats.create_splat_object(context, arrays, name, source=path)
             except USER_ERRORS as e:
-                self.report({"ERROR"}, f"{e} (hint: Splatbrush reads INRIA .ply, .compressed.ply and .splat)")
+                self.report({"ERROR"}, f"{e} (hint: Splatbrush reads {extensions_label()})")
                 return {"CANCELLED"}
-            if self.up_axis == "-Y":
+            up = artist.detect_up_axis(path, arrays.extra) if self.up_axis == "AUTO" else self.up_axis
+            obj[splats.PROP] = {**obj[splats.PROP].to_dict(), "up_axis": up}
+            if up == "-Y":  # x rotation by -90 degrees takes (0, -1, 0) to (0, 0, 1)
                 obj.rotation_euler[0] = radians(-90)
-            elif self.up_axis == "Y":
+            elif up == "Y":
                 obj.rotation_euler[0] = radians(90)
             imported.append(obj)
         for obj in context.selected_objects:
@@ -76,7 +96,7 @@ class SPLATBRUSH_OT_export_gaussians(bpy.types.Operator, ExportHelper):
     bl_idname = "splatbrush.export_gaussians"
     bl_label = "Export Gaussian Splats"
     filename_ext = ".ply"
-    filter_glob: StringProperty(default=FILE_GLOB, options={"HIDDEN"})
+    filter_glob: StringProperty(default="*.ply;*.splat", options={"HIDDEN"})
 
     @classmethod
     def poll(cls, context):
@@ -94,8 +114,25 @@ class SPLATBRUSH_OT_export_gaussians(bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
+def stylize_targets(context) -> list:
+    """The objects Stylize works on: every selected mesh (splats or a surface), the active one first."""
+    active = context.active_object
+    objs = [o for o in context.selected_objects if o.type == "MESH"]
+    if active is not None and active.type == "MESH" and active not in objs:
+        objs.insert(0, active)
+    elif active in objs:
+        objs.remove(active)
+        objs.insert(0, active)
+    return objs
+
+
+def _style_exists(path: str) -> bool:
+    return os.path.isfile(bpy.path.abspath(path))
+
+
 class SPLATBRUSH_OT_stylize(bpy.types.Operator):
-    """Stylize the active splat or mesh object with the style image (the result is a new object)"""
+    """Stylize the selected splat or mesh objects with the style image (each result is a new object;
+    several objects are queued one after the other)"""
 
     bl_idname = "splatbrush.stylize"
     bl_label = "Stylize"
@@ -103,50 +140,47 @@ class SPLATBRUSH_OT_stylize(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        obj = context.active_object
-        return obj is not None and obj.type == "MESH" and not engine_link.is_running()
+        objs = stylize_targets(context)
+        settings = context.scene.splatbrush
+        obj = objs[0] if objs else context.active_object
+        problem = artist.stylize_problem(
+            obj, splats.is_splat_object(obj), engine_link.is_running(), settings.style_image, _style_exists
+        )
+        if problem:
+            cls.poll_message_set(problem)
+        return not problem
 
     def execute(self, context):
         from . import scene_data
-        from .jobs import StylizeTask
-        from .mesh_sampling import SamplingConfig, sample_surface
         from .preferences import get_preferences
 
         settings = context.scene.splatbrush
-        obj = context.active_object
+        targets = stylize_targets(context)
+        runs = []
         try:
             prefs = get_preferences(context)
-            if splats.is_splat_object(obj):
-                gaussians = splats.arrays_from_object(obj)
-            else:
-                source = scene_data.surface_source(obj, context.evaluated_depsgraph_get())
-                gaussians = sample_surface(
-                    source, SamplingConfig(count=settings.mesh_samples, seed=settings.seed)
-                )
+            options = prefs.engine_options()
             style = scene_data.load_style_image(settings.style_image)
-            size = settings.size or {"preview": 112, "fast": 160, "paper": 512}.get(settings.preset, 256)
-            views = scene_data.camera_views(context, settings, obj, size)
-            job_settings = {
-                "preset": settings.preset,
-                "steps": settings.steps or None,
-                "size": settings.size or None,
-                "views": len(views),
-                "seed": settings.seed,
-                "device": prefs.device,
-            }
-            task = StylizeTask(prefs.engine_options(), gaussians, style, views, job_settings)
-            run = engine_link.start(context, task, obj)
+            for obj in targets:
+                task, transform = scene_data.stylize_task(
+                    context, obj, settings, options, style, prefs.device
+                )
+                run = engine_link.start(context, task, obj)
+                run.transform_result = transform
+                runs.append(run)
         except USER_ERRORS as e:
             self.report({"ERROR"}, f"Stylize: {e}")
             return {"CANCELLED"}
+        names = ", ".join(o.name for o in targets)
         if bpy.app.background:
-            status = run.task.status
-            if status.state != "done":
-                self.report({"ERROR"}, f"Stylize {status.state}: {status.message}")
+            failed = [r for r in runs if r.task.status.state != "done"]
+            if failed:
+                status = failed[0].task.status
+                self.report({"ERROR"}, f"Stylize {failed[0].source_name}: {status.state}: {status.message}")
                 return {"CANCELLED"}
-            self.report({"INFO"}, f"stylized {obj.name} -> {run.result_name}")
+            self.report({"INFO"}, f"stylized {names} -> {', '.join(r.result_name for r in runs)}")
         else:
-            self.report({"INFO"}, f"Stylize started for {obj.name} ({gaussians.num_gaussians:,} Gaussians)")
+            self.report({"INFO"}, f"Stylize started for {names}" + (" (queued)" if len(runs) > 1 else ""))
         return {"FINISHED"}
 
 
@@ -166,11 +200,54 @@ class SPLATBRUSH_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class SPLATBRUSH_OT_show_preview(bpy.types.Operator):
+    """Show the live Stylize preview large, in an Image Editor (a new window; it updates in place)"""
+
+    bl_idname = "splatbrush.show_preview"
+    bl_label = "Open Preview"
+
+    @classmethod
+    def poll(cls, context):
+        if bpy.data.images.get(engine_link.PREVIEW_IMAGE) is None:
+            cls.poll_message_set("no preview yet: it appears once a Stylize job sends one")
+            return False
+        return not bpy.app.background
+
+    def execute(self, context):
+        image = bpy.data.images[engine_link.PREVIEW_IMAGE]
+        for window in context.window_manager.windows:
+            for area in window.screen.areas:
+                if area.type == "IMAGE_EDITOR":
+                    area.spaces.active.image = image
+                    return {"FINISHED"}
+        bpy.ops.wm.window_new()
+        area = context.window_manager.windows[-1].screen.areas[0]
+        area.type = "IMAGE_EDITOR"
+        area.spaces.active.image = image
+        return {"FINISHED"}
+
+
+class SPLATBRUSH_OT_setup_view(bpy.types.Operator):
+    """Show splat colours as the engine renders them: view transform Standard (AgX and Filmic shift and wash
+    out colours), no look, exposure 0, gamma 1; and enough Cycles transparent bounces for splats"""
+
+    bl_idname = "splatbrush.setup_view"
+    bl_label = "Standard View for Splats"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        from . import splats
+
+        splats.setup_scene_for_splats(context.scene)
+        self.report({"INFO"}, "view transform Standard, Cycles transparent bounces raised for splats")
+        return {"FINISHED"}
+
+
 class SPLATBRUSH_FH_gaussians(bpy.types.FileHandler):
     bl_idname = "SPLATBRUSH_FH_gaussians"
     bl_label = "Gaussian Splats"
     bl_import_operator = "splatbrush.import_gaussians"
-    bl_file_extensions = ".ply;.splat"
+    bl_file_extensions = ";".join(_simple_extensions())
 
     @classmethod
     def poll_drop(cls, context):
@@ -178,7 +255,8 @@ class SPLATBRUSH_FH_gaussians(bpy.types.FileHandler):
 
 
 def menu_import(self, context):
-    self.layout.operator(SPLATBRUSH_OT_import_gaussians.bl_idname, text="Gaussian Splats (.ply, .splat)")
+    label = ", ".join(_simple_extensions())
+    self.layout.operator(SPLATBRUSH_OT_import_gaussians.bl_idname, text=f"Gaussian Splats ({label})")
 
 
 def menu_export(self, context):
@@ -190,5 +268,7 @@ classes = (
     SPLATBRUSH_OT_export_gaussians,
     SPLATBRUSH_OT_stylize,
     SPLATBRUSH_OT_cancel,
+    SPLATBRUSH_OT_show_preview,
+    SPLATBRUSH_OT_setup_view,
     SPLATBRUSH_FH_gaussians,
 )

@@ -38,8 +38,16 @@ class SPLATBRUSH_PT_main(bpy.types.Panel):
             box.label(text=f"{obj.name}: mesh, sampled on its surface", icon="MESH_DATA")
             box.prop(settings, "mesh_samples")
 
+        if context.scene.view_settings.view_transform != "Standard":
+            row = layout.row()
+            row.label(
+                text=f"View: {context.scene.view_settings.view_transform} shifts splat colours", icon="ERROR"
+            )
+            row.operator("splatbrush.setup_view", text="Standard")
+
         col = layout.column()
         col.prop(settings, "style_image")
+        col.prop(settings, "style_strength", slider=True)
         col.prop(settings, "preset")
         row = col.row(align=True)
         row.prop(settings, "steps")
@@ -50,6 +58,14 @@ class SPLATBRUSH_PT_main(bpy.types.Panel):
         elif settings.camera_source == "COLLECTION":
             col.prop(settings, "camera_collection")
         col.prop(settings, "seed")
+        if obj is not None and splats.is_splat_object(obj):
+            col.prop(settings, "restyle")
+            if settings.restyle == "VERTEX_GROUP":
+                col.prop_search(settings, "mask_vertex_group", obj, "vertex_groups")
+            elif settings.restyle == "ATTRIBUTE":
+                col.prop_search(settings, "mask_attribute", obj.data, "attributes")
+            if settings.restyle != "ALL":
+                col.prop(settings, "mask_soft_edge")
 
         if engine_link.is_running():
             if hasattr(layout, "progress"):
@@ -61,9 +77,14 @@ class SPLATBRUSH_PT_main(bpy.types.Panel):
             layout.operator("splatbrush.stylize", icon="BRUSH_DATA")
             if state.status:
                 layout.label(text=state.status)
+        if state.notes:
+            for note in state.notes.split(" | "):
+                layout.label(text=note, icon="INFO")
         image = bpy.data.images.get(engine_link.PREVIEW_IMAGE)
-        if image is not None and image.preview is not None:
-            layout.template_icon(icon_value=image.preview.icon_id, scale=8.0)
+        if image is not None:
+            if image.preview is not None:
+                layout.template_icon(icon_value=image.preview.icon_id, scale=12.0)
+            layout.operator("splatbrush.show_preview", icon="IMAGE_DATA")
 
 
 classes = (SPLATBRUSH_PT_main,)

@@ -27,13 +27,17 @@ def register() -> None:
     properties.register_properties()
     bpy.types.TOPBAR_MT_file_import.append(operators.menu_import)
     bpy.types.TOPBAR_MT_file_export.append(operators.menu_export)
+    bpy.types.STATUSBAR_HT_header.append(engine_link.draw_status_bar)
     bpy.app.handlers.load_pre.append(cancel_on_load)
+    preferences.restore_on_register()
 
 
 def unregister() -> None:
+    preferences.save_on_unregister()
     engine_link.shutdown()
     if cancel_on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(cancel_on_load)
+    bpy.types.STATUSBAR_HT_header.remove(engine_link.draw_status_bar)
     bpy.types.TOPBAR_MT_file_export.remove(operators.menu_export)
     bpy.types.TOPBAR_MT_file_import.remove(operators.menu_import)
     properties.unregister_properties()

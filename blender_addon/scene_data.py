@@ -8,6 +8,7 @@ import bpy
 import numpy as np
 
 from . import views as V
+from .artist import soft_edge
 from .attributes import srgb_to_linear
 from .mesh_sampling import SurfaceSource
 
@@ -42,11 +43,14 @@ def load_style_image(path: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ views
-def _camera_params(scene, cam_obj) -> dict:
+def blender_camera(scene, cam_obj):
+    """A scene camera as the one `shared_protocol.cameras.BlenderCamera`."""
+    from ._shared import shared_module
+
     cam, render = cam_obj.data, scene.render
     if cam.type != "PERSP":
         raise ValueError(f"camera {cam_obj.name!r} is {cam.type}; only perspective cameras can be used")
-    return dict(
+    return shared_module("cameras").BlenderCamera(
         matrix_world=np.array(cam_obj.matrix_world),
         lens_mm=cam.lens,
         sensor_width=cam.sensor_width,
@@ -59,6 +63,7 @@ def _camera_params(scene, cam_obj) -> dict:
         shift_y=cam.shift_y,
         pixel_aspect_x=render.pixel_aspect_x,
         pixel_aspect_y=render.pixel_aspect_y,
+        name=cam_obj.name,
     )
 
 
@@ -84,13 +89,17 @@ def world_bounds(obj, depsgraph=None) -> tuple[np.ndarray, np.ndarray]:
 def camera_views(context, settings, obj, size: int) -> list[dict]:
     """The views for the engine, in the object's local space, longer side `size` px."""
     scene = context.scene
-    if settings.camera_source == "ORBIT":
+    source = settings.camera_source
+    scene_cams = [o for o in scene.objects if o.type == "CAMERA" and o.data.type == "PERSP"]
+    if source == "AUTO":
+        source = "ALL" if scene_cams else "ORBIT"
+    if source == "ORBIT":
         lo, hi = world_bounds(obj)
         views = V.orbit_views(lo, hi, settings.orbit_views, size)
     else:
-        if settings.camera_source == "ALL":
-            cams = [o for o in scene.objects if o.type == "CAMERA"]
-        elif settings.camera_source == "SELECTED":
+        if source == "ALL":
+            cams = scene_cams
+        elif source == "SELECTED":
             cams = [o for o in context.selected_objects if o.type == "CAMERA"]
         else:
             coll = settings.camera_collection
@@ -98,9 +107,9 @@ def camera_views(context, settings, obj, size: int) -> list[dict]:
                 raise ValueError("pick a camera collection, or choose other views")
             cams = [o for o in coll.all_objects if o.type == "CAMERA"]
         if not cams:
-            raise ValueError(f"no cameras found for views = {settings.camera_source}; add some or use Orbit")
+            raise ValueError(f"no cameras found for views = {source}; add some or use Auto / Orbit")
         cams.sort(key=lambda o: o.name)
-        views = [V.fit_size(V.blender_camera_view(_camera_params(scene, c), name=c.name), size) for c in cams]
+        views = [V.fit_size(blender_camera(scene, c).to_opencv(), size) for c in cams]
     matrix = np.array(obj.matrix_world)
     return [V.to_object_space(v, matrix) for v in views]
 
@@ -180,3 +189,84 @@ def surface_source(obj, depsgraph) -> SurfaceSource:
         return source
     finally:
         obj_eval.to_mesh_clear()
+
+
+# ------------------------------------------------------------------------------------------ a Stylize run
+def splat_weights(obj, settings) -> np.ndarray | None:
+    """Per-splat restyle weights [N] float32 in 0..1 from the Restyle setting (None: every splat)."""
+    mode, mesh = settings.restyle, obj.data
+    n = len(mesh.vertices)
+    if mode == "ALL":
+        return None
+    if mode == "SELECTED":
+        if obj.mode == "EDIT":
+            obj.update_from_editmode()
+        sel = np.zeros(n, dtype=bool)
+        mesh.vertices.foreach_get("select", sel)
+        if not sel.any():
+            raise ValueError(
+                f"no splats of {obj.name!r} are selected: select some in Edit Mode, or Restyle All"
+            )
+        weights = sel.astype(np.float32)
+    elif mode == "VERTEX_GROUP":
+        group = obj.vertex_groups.get(settings.mask_vertex_group)
+        if group is None:
+            names = ", ".join(g.name for g in obj.vertex_groups) or "none"
+            raise ValueError(
+                f"{obj.name!r} has no vertex group {settings.mask_vertex_group!r} (it has: {names})"
+            )
+        weights = np.zeros(n, dtype=np.float32)
+        gi = group.index
+        for v in mesh.vertices:  # no foreach access to group weights in bpy
+            for g in v.groups:
+                if g.group == gi:
+                    weights[v.index] = g.weight
+    else:
+        attr = mesh.attributes.get(settings.mask_attribute)
+        if attr is None or attr.domain != "POINT" or attr.data_type != "FLOAT":
+            raise ValueError(
+                f"{obj.name!r} has no FLOAT point attribute {settings.mask_attribute!r} to use as a mask"
+            )
+        weights = np.empty(n, dtype=np.float32)
+        attr.data.foreach_get("value", weights)
+        weights = np.clip(np.nan_to_num(weights), 0.0, 1.0)
+    if settings.mask_soft_edge > 0:
+        co = np.empty(n * 3, dtype=np.float32)
+        mesh.vertices.foreach_get("co", co)
+        scale = float(np.linalg.norm(np.array(obj.matrix_world)[:3, 0])) or 1.0
+        weights = soft_edge(co.reshape(n, 3), weights, settings.mask_soft_edge / scale)
+    return weights
+
+
+def stylize_task(context, obj, settings, options, style: np.ndarray, device: str):
+    """(StylizeTask, transform of the result or None) for one object: its Gaussians (or a mesh's surface
+    samples), views, settings, and the partial-stylization blend."""
+    from . import artist, splats
+    from .jobs import StylizeTask
+    from .mesh_sampling import SamplingConfig, sample_surface
+
+    weights = None
+    if splats.is_splat_object(obj):
+        gaussians = splats.arrays_from_object(obj)
+        weights = splat_weights(obj, settings)
+    else:
+        if settings.restyle != "ALL":
+            print(
+                f"Splatbrush: {obj.name!r} is a mesh: Restyle {settings.restyle} is for splats; all restyled"
+            )
+        source = surface_source(obj, context.evaluated_depsgraph_get())
+        gaussians = sample_surface(source, SamplingConfig(count=settings.mesh_samples, seed=settings.seed))
+    views = camera_views(context, settings, obj, artist.working_size(settings))
+    strength_on_engine = artist.engine_supports("style_strength")
+    mask_on_engine = weights is not None and artist.engine_supports("mask")
+    job = artist.job_settings(settings, device, len(views), strength_on_engine)
+    submitted = artist.with_mask(gaussians, weights) if mask_on_engine else gaussians
+    task = StylizeTask(options, submitted, style, views, job)
+    strength = float(settings.style_strength)
+    if weights is None and (strength_on_engine or strength >= 1.0):
+        return task, None
+
+    def transform(result):
+        return artist.blend_result(gaussians, result, weights, strength, strength_on_engine)
+
+    return task, transform

@@ -246,3 +246,16 @@ def ensure_display(obj, points: bool | None = None, size: float | None = None) -
     if obj.data.materials.get(MATERIAL) is None:
         obj.data.materials.append(display_material())
     obj.data.update()
+
+
+def setup_scene_for_splats(scene, transparent_bounces: int = 512) -> None:
+    """Colours as the engine renders them: view transform Standard (sRGB out, no tone mapping: AgX/Filmic
+    wash splat colours out), no look, exposure 0, gamma 1; Cycles lets rays pass enough splat layers."""
+    vs = scene.view_settings
+    vs.view_transform = "Standard"
+    vs.look = "None"
+    vs.exposure, vs.gamma = 0.0, 1.0
+    cycles = getattr(scene, "cycles", None)
+    if cycles is not None:
+        cycles.transparent_max_bounces = max(cycles.transparent_max_bounces, transparent_bounces)
+        cycles.max_bounces = max(cycles.max_bounces, transparent_bounces)

@@ -117,11 +117,3 @@ def project(view: dict, points: np.ndarray) -> np.ndarray:
     return np.stack(
         [view["fx"] * p[:, 0] / p[:, 2] + view["cx"], view["fy"] * p[:, 1] / p[:, 2] + view["cy"]], 1
     )
-
-
-def blender_camera_view(params: dict, name: str = "") -> dict:
-    """A Blender camera's parameters (the keyword arguments of `shared_protocol.cameras.blender_to_opencv`:
-    matrix_world, lens_mm, sensor_width, sensor_height, sensor_fit, resolution_x, ...) -> camera dict."""
-    from ._shared import shared_module
-
-    return shared_module("cameras").blender_to_opencv(**params, name=name)

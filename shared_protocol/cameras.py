@@ -20,6 +20,8 @@ W = floor(resolution_x * percentage / 100), H likewise, and ycor = pixel_aspect_
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -72,96 +74,128 @@ def render_size(resolution_x: int, resolution_y: int, resolution_percentage: flo
     )
 
 
-def blender_to_opencv(
-    matrix_world,
-    lens_mm: float,
-    sensor_width: float,
-    sensor_height: float,
-    sensor_fit: str,
-    resolution_x: int,
-    resolution_y: int,
-    resolution_percentage: float = 100,
-    shift_x: float = 0.0,
-    shift_y: float = 0.0,
-    pixel_aspect_x: float = 1.0,
-    pixel_aspect_y: float = 1.0,
-    name: str = "",
-) -> dict:
-    """A Blender perspective camera as the engine's `Camera.to_dict()` form (JSON-ready nested lists)."""
-    for label, v in (("lens_mm", lens_mm), ("sensor_width", sensor_width), ("sensor_height", sensor_height),
-                     ("pixel_aspect_x", pixel_aspect_x), ("pixel_aspect_y", pixel_aspect_y)):  # fmt: skip
-        if not (math.isfinite(v) and v > 0):
-            raise BlenderCameraError(f"{label} must be a positive number, got {v}")
-    if not (math.isfinite(shift_x) and math.isfinite(shift_y)):
-        raise BlenderCameraError(f"shift must be finite, got ({shift_x}, {shift_y})")
-    w, h = render_size(resolution_x, resolution_y, resolution_percentage)
-    ycor = pixel_aspect_y / pixel_aspect_x
-    fit = _resolved_fit(sensor_fit, w * pixel_aspect_x, h * pixel_aspect_y)
-    sensor = sensor_height if str(sensor_fit).upper() == "VERTICAL" else sensor_width
-    viewfac = w if fit == "HORIZONTAL" else ycor * h
-    fx = lens_mm * viewfac / sensor
-    fy = fx / ycor
-    cx = w / 2 - shift_x * viewfac
-    cy = h / 2 + shift_y * viewfac / ycor
+@dataclass
+class BlenderCamera:
+    """A Blender perspective camera: the one description of its settings, shared by the add-on (which reads
+    them off `bpy`), the engine (`engine.cameras.blender`) and the conversions below."""
 
-    camera_to_world = _normalised_rotation(matrix_world) @ BLENDER_TO_OPENCV_AXES
-    world_to_camera = np.eye(4)
-    world_to_camera[:3, :3] = camera_to_world[:3, :3].T
-    world_to_camera[:3, 3] = -camera_to_world[:3, :3].T @ camera_to_world[:3, 3]
-    return {
-        "name": name,
-        "world_to_camera": world_to_camera.tolist(),
-        "fx": float(fx),
-        "fy": float(fy),
-        "cx": float(cx),
-        "cy": float(cy),
-        "width": int(w),
-        "height": int(h),
-    }
+    matrix_world: Any = field(default_factory=lambda: np.eye(4))
+    """[4, 4] the camera object's world matrix (any object scale is removed)."""
+    lens_mm: float = 50.0
+    """Focal length in millimetres (Camera > Lens)."""
+    sensor_width: float = 36.0
+    """Sensor width in millimetres."""
+    sensor_height: float = 24.0
+    """Sensor height in millimetres (used with sensor fit VERTICAL)."""
+    sensor_fit: str = "AUTO"
+    """'AUTO' | 'HORIZONTAL' | 'VERTICAL'."""
+    resolution_x: int = 1920
+    """Render > Resolution X (pixels, before the percentage)."""
+    resolution_y: int = 1080
+    """Render > Resolution Y."""
+    resolution_percentage: float = 100
+    """Render > Resolution %."""
+    shift_x: float = 0.0
+    """Lens shift, in units of the fitted sensor dimension."""
+    shift_y: float = 0.0
+    pixel_aspect_x: float = 1.0
+    """Render > Aspect X."""
+    pixel_aspect_y: float = 1.0
+    name: str = ""
+    """The camera object's name (carried into the OpenCV camera)."""
+
+    def to_opencv(self) -> dict:
+        """The engine's `Camera.to_dict()` form (JSON-ready nested lists) that sees what Blender renders."""
+        for label in ("lens_mm", "sensor_width", "sensor_height", "pixel_aspect_x", "pixel_aspect_y"):
+            v = getattr(self, label)
+            if not (math.isfinite(v) and v > 0):
+                raise BlenderCameraError(f"{label} must be a positive number, got {v}")
+        if not (math.isfinite(self.shift_x) and math.isfinite(self.shift_y)):
+            raise BlenderCameraError(f"shift must be finite, got ({self.shift_x}, {self.shift_y})")
+        w, h = render_size(self.resolution_x, self.resolution_y, self.resolution_percentage)
+        ycor = self.pixel_aspect_y / self.pixel_aspect_x
+        fit = _resolved_fit(self.sensor_fit, w * self.pixel_aspect_x, h * self.pixel_aspect_y)
+        sensor = self.sensor_height if str(self.sensor_fit).upper() == "VERTICAL" else self.sensor_width
+        viewfac = w if fit == "HORIZONTAL" else ycor * h
+        fx = self.lens_mm * viewfac / sensor
+        fy = fx / ycor
+        cx = w / 2 - self.shift_x * viewfac
+        cy = h / 2 + self.shift_y * viewfac / ycor
+
+        camera_to_world = _normalised_rotation(self.matrix_world) @ BLENDER_TO_OPENCV_AXES
+        world_to_camera = np.eye(4)
+        world_to_camera[:3, :3] = camera_to_world[:3, :3].T
+        world_to_camera[:3, 3] = -camera_to_world[:3, :3].T @ camera_to_world[:3, 3]
+        return {
+            "name": self.name,
+            "world_to_camera": world_to_camera.tolist(),
+            "fx": float(fx),
+            "fy": float(fy),
+            "cx": float(cx),
+            "cy": float(cy),
+            "width": int(w),
+            "height": int(h),
+        }
+
+    @classmethod
+    def from_opencv(
+        cls, world_to_camera, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
+        sensor_width: float = 36.0, name: str = "",
+    ) -> BlenderCamera:  # fmt: skip
+        """The Blender camera (sensor fit AUTO, 100 %) reproducing an OpenCV pinhole camera. fx != fy becomes
+        a non-square pixel aspect (Blender keeps both aspects >= 1). Blender's UI limits (lens >= 1 mm,
+        |shift| <= 10) are not enforced here."""
+        m = np.asarray(world_to_camera, dtype=np.float64)
+        if m.shape != (4, 4) or not np.isfinite(m).all():
+            raise BlenderCameraError(f"world_to_camera must be a finite 4x4 matrix, got shape {m.shape}")
+        for label, v in (("fx", fx), ("fy", fy)):
+            if not (math.isfinite(v) and v > 0):
+                raise BlenderCameraError(f"{label} must be a positive number, got {v}")
+        if int(width) <= 0 or int(height) <= 0:
+            raise BlenderCameraError(f"image size must be positive, got {width}x{height}")
+        w, h = int(width), int(height)
+        ycor = fx / fy  # = pixel_aspect_y / pixel_aspect_x
+        aspx, aspy = (1.0, ycor) if ycor >= 1 else (1.0 / ycor, 1.0)
+        fit = _resolved_fit("AUTO", w * aspx, h * aspy)
+        viewfac = w if fit == "HORIZONTAL" else ycor * h
+        camera_to_world = np.linalg.inv(m) @ BLENDER_TO_OPENCV_AXES
+        return cls(
+            matrix_world=_normalised_rotation(camera_to_world),
+            lens_mm=float(fx * sensor_width / viewfac),
+            sensor_width=float(sensor_width),
+            sensor_height=float(sensor_width) * 2 / 3,  # unused with AUTO; Blender's default ratio
+            sensor_fit="AUTO",
+            resolution_x=w,
+            resolution_y=h,
+            resolution_percentage=100,
+            shift_x=float((w / 2 - cx) / viewfac),
+            shift_y=float((cy - h / 2) * ycor / viewfac),
+            pixel_aspect_x=float(aspx),
+            pixel_aspect_y=float(aspy),
+            name=name,
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields (matrix_world as nested lists)."""
+        d = asdict(self)
+        d["matrix_world"] = np.asarray(self.matrix_world, dtype=np.float64).tolist()
+        return d
+
+
+def blender_to_opencv(*args, **kwargs) -> dict:
+    """`BlenderCamera(*args, **kwargs).to_opencv()` (the fields in the same order as positional arguments)."""
+    return BlenderCamera(*args, **kwargs).to_opencv()
 
 
 def opencv_to_blender(
-    world_to_camera,
-    fx: float,
-    fy: float,
-    cx: float,
-    cy: float,
-    width: int,
-    height: int,
+    world_to_camera, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
     sensor_width: float = 36.0,
-) -> dict:
-    """An OpenCV pinhole camera as Blender camera settings (sensor fit AUTO, 100 %).
-
-    Returns dict(matrix_world (4x4 nested lists, no scale), lens, sensor_width, sensor_height, sensor_fit,
-    resolution_x, resolution_y, resolution_percentage, shift_x, shift_y, pixel_aspect_x, pixel_aspect_y).
-    fx != fy becomes a non-square pixel aspect (Blender keeps both aspects >= 1). Blender's UI limits
-    (lens >= 1 mm, |shift| <= 10) are not enforced here.
-    """
-    m = np.asarray(world_to_camera, dtype=np.float64)
-    if m.shape != (4, 4) or not np.isfinite(m).all():
-        raise BlenderCameraError(f"world_to_camera must be a finite 4x4 matrix, got shape {m.shape}")
-    for label, v in (("fx", fx), ("fy", fy)):
-        if not (math.isfinite(v) and v > 0):
-            raise BlenderCameraError(f"{label} must be a positive number, got {v}")
-    if int(width) <= 0 or int(height) <= 0:
-        raise BlenderCameraError(f"image size must be positive, got {width}x{height}")
-    w, h = int(width), int(height)
-    ycor = fx / fy  # = pixel_aspect_y / pixel_aspect_x
-    aspx, aspy = (1.0, ycor) if ycor >= 1 else (1.0 / ycor, 1.0)
-    fit = _resolved_fit("AUTO", w * aspx, h * aspy)
-    viewfac = w if fit == "HORIZONTAL" else ycor * h
-    camera_to_world = np.linalg.inv(m) @ BLENDER_TO_OPENCV_AXES
-    return {
-        "matrix_world": _normalised_rotation(camera_to_world).tolist(),
-        "lens": float(fx * sensor_width / viewfac),
-        "sensor_width": float(sensor_width),
-        "sensor_height": float(sensor_width) * 2 / 3,  # unused with AUTO; Blender's default ratio
-        "sensor_fit": "AUTO",
-        "resolution_x": w,
-        "resolution_y": h,
-        "resolution_percentage": 100,
-        "shift_x": float((w / 2 - cx) / viewfac),
-        "shift_y": float((cy - h / 2) * ycor / viewfac),
-        "pixel_aspect_x": float(aspx),
-        "pixel_aspect_y": float(aspy),
-    }
+) -> dict:  # fmt: skip
+    """An OpenCV pinhole camera as Blender camera settings, as `bpy` names them: dict(matrix_world (4x4
+    nested lists, no scale), lens, sensor_width, sensor_height, sensor_fit, resolution_x, resolution_y,
+    resolution_percentage, shift_x, shift_y, pixel_aspect_x, pixel_aspect_y). See
+    `BlenderCamera.from_opencv`."""
+    d = BlenderCamera.from_opencv(world_to_camera, fx, fy, cx, cy, width, height, sensor_width).to_dict()
+    d["lens"] = d.pop("lens_mm")
+    d.pop("name")
+    return d

@@ -157,7 +157,9 @@ def test_cancel_while_running_ends_cancelled():
         task.tick()
     assert task.status.state == "running"
     task.cancel()
-    assert client.job.cancelled
+    assert not client.job.cancelled  # cancel() never talks to the engine itself (it may block)...
+    task.tick()
+    assert client.job.cancelled  # ...the next tick (the worker thread's) does
     assert task.run_to_end(poll_interval=0.0, timeout=5).state == "cancelled"
     assert task.result is None
 
@@ -173,3 +175,178 @@ def test_engine_command():
     cmd = engine_command(EngineOptions(python="/opt/py/bin/python3 -X utf8", state_dir="/tmp/s"))
     assert cmd == ["/opt/py/bin/python3", "-X", "utf8", "-m", "engine", "serve", "--address",
                    "tcp://127.0.0.1:5557", "--state-dir", "/tmp/s"]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------- lifecycle
+class Alive:
+    returncode = None
+
+    def poll(self):
+        return self.returncode
+
+
+def test_engine_killed_mid_job_is_reported_at_once_with_its_log(tmp_path):
+    log = tmp_path / "engine.log"
+    log.write_text("old run\n")
+    proc = Alive()
+    client = FakeClient(alive_after=1, script=[Event("j1", "progress", "running", 1, 9)] + [] * 0)
+
+    def launch(opts, log_path):
+        log_path.open("a").write("loading models\nKilled\n")
+        return proc
+
+    task = make_task(client, launcher=launch)
+    task._log_path = log
+    for _ in range(4):
+        task.tick()
+    assert task.status.state == "running"
+    proc.returncode = -9
+    assert task.tick().state == "failed"
+    msg = task.status.message
+    assert "the engine died (exit code -9)" in msg and str(log) in msg
+    assert "Killed" in msg and "old run" not in msg  # only what this engine wrote
+
+
+def test_silent_engine_is_declared_gone_after_the_heartbeat_timeout(monkeypatch):
+    import blender_addon.jobs as jobs
+
+    client = FakeClient(script=[Event("j1", "progress", "running", 1, 9)])
+
+    def dead_status():
+        raise ConnectionError("no reply to status")
+
+    client.job.status = dead_status
+    task = make_task(client, heartbeat_timeout=3.0)
+    clock = [1000.0]
+    monkeypatch.setattr(jobs.time, "monotonic", lambda: clock[0])
+    for _ in range(3):
+        task.tick()
+    assert task.status.state == "running"
+    for _ in range(2):  # 2 s of silence: still running (a heartbeat may be late)
+        clock[0] += 1.0
+        assert task.tick().state == "running"
+    clock[0] += 2.0  # 4 s > 3 s
+    assert task.tick().state == "failed"
+    assert "stopped answering 4 s ago" in task.status.message and "died" in task.status.message
+
+
+def test_eta_from_the_step_rate(monkeypatch):
+    import blender_addon.jobs as jobs
+
+    script = [Event("j1", "progress", "running", s, 10) for s in (1, 2, 3, 5)]
+    task = make_task(FakeClient(script=script))
+    clock = [0.0]
+    monkeypatch.setattr(jobs.time, "monotonic", lambda: clock[0])
+    task.tick(), task.tick()  # connect, submit
+    for _ in range(4):
+        clock[0] += 2.0  # 2 s per event: steps 1, 2, 3 then 5
+        task.tick()
+    # from step 1 (t=2) to step 5 (t=8): 1.5 s per step, 5 steps left
+    assert task.status.eta_s == pytest.approx(7.5)
+    assert "0:08 left" in task.status.text() and task.status.text().startswith("running 5/10")
+
+
+def test_worker_thread_keeps_snapshot_calls_instant():
+    import threading
+    import time
+
+    gate = threading.Event()
+
+    class SlowClient(FakeClient):
+        def ping(self, timeout=None):
+            gate.wait(5)  # a ping that hangs, as to an engine that is starting
+            return super().ping(timeout)
+
+    task = make_task(SlowClient(script=SCRIPT))
+    task.start_thread(poll_interval=0.0)
+    t0 = time.perf_counter()
+    snap = task.snapshot()
+    assert time.perf_counter() - t0 < 0.05 and snap.state == "starting"
+    gate.set()
+    task._thread.join(5)
+    assert task.finished and task.status.state == "done"
+
+
+@pytest.mark.parametrize(
+    "address, error",
+    [
+        ("localhost:5557", "lacks the scheme: write tcp://localhost:5557"),
+        ("tcp://127.0.0.1:99999", "port 99999 is outside 1-65535"),
+        ("http://gpu-box:5557", "not of the form tcp://HOST:PORT"),
+        ("tcp://gpu box:1", "not of the form"),
+    ],
+)
+def test_bad_addresses_are_refused_with_the_form_to_use(address, error):
+    from blender_addon.engine_setup import validate_address
+
+    with pytest.raises(ValueError, match=error.replace(".", r"\.").replace("(", r"\(")):
+        validate_address(address)
+    task = make_task(FakeClient(), address=address)
+    assert task.tick().state == "failed" and error in task.status.message
+
+
+def test_good_addresses_pass():
+    from blender_addon.engine_setup import validate_address
+
+    for a in ("tcp://127.0.0.1:5557", " tcp://gpu-box.lan:1 ", "tcp://[::1]:65535"):
+        assert validate_address(a) == a.strip()
+
+
+class JobsClient(FakeClient):
+    def __init__(self, jobs, **kw):
+        super().__init__(**kw)
+        self.jobs = jobs
+        self.cancelled_ids = []
+
+    def list_jobs(self):
+        return self.jobs
+
+    def attach(self, job_id, watch=True):
+        outer = self
+
+        class H:
+            def cancel(self):
+                outer.cancelled_ids.append(job_id)
+
+        return H()
+
+
+EARLIER = [
+    {"id": "a" * 12, "state": "queued", "name": "old"},
+    {"id": "b" * 12, "state": "done"},
+    {"id": "c" * 12, "state": "running"},
+]
+
+
+def test_unfinished_jobs_of_an_earlier_session_are_listed_and_cancelled_on_an_engine_we_started():
+    client = JobsClient(EARLIER, alive_after=1, script=SCRIPT)
+    task = make_task(client, launcher=lambda o, log: Alive())
+    task.tick(), task.tick()  # start the engine, connect
+    assert client.cancelled_ids == ["a" * 12, "c" * 12]
+    assert [j["id"] for j in task.status.earlier_jobs] == ["a" * 12, "c" * 12]
+    assert "cancelled 2 unfinished job(s) of an earlier session" in task.status.notes[0]
+
+
+def test_earlier_jobs_on_an_engine_someone_else_runs_are_only_listed():
+    client = JobsClient(EARLIER, script=SCRIPT)
+    task = make_task(client)
+    task.tick()
+    assert client.cancelled_ids == [] and len(task.status.earlier_jobs) == 2
+    assert "2 earlier job(s) run before this one" in task.status.notes[0]
+    assert task.run_to_end(poll_interval=0.0, timeout=5).state == "done"
+
+
+def test_engine_python_detection_skips_pythons_without_the_engine(tmp_path, monkeypatch):
+    from blender_addon import engine_setup
+
+    without, with_engine = tmp_path / "without", tmp_path / "with"
+    without.write_text("#!/bin/sh\nexit 1\n")
+    with_engine.write_text("#!/bin/sh\nexit 0\n")
+    for p in (without, with_engine):
+        p.chmod(0o755)
+    assert engine_setup.detect_engine_python([str(without), str(with_engine)]) == str(with_engine)
+    assert engine_setup.detect_engine_python([str(without)]) is None
+    monkeypatch.setattr(engine_setup, "python_candidates", lambda: [str(without)])
+    with pytest.raises(RuntimeError, match="no Engine Python is set.*Edit > Preferences > Add-ons"):
+        engine_setup.resolve_engine_python(EngineOptions(python=""))
+    assert engine_setup.resolve_engine_python(EngineOptions(python=" /x/py ")) == "/x/py"

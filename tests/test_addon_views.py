@@ -79,11 +79,13 @@ def test_blender_camera_conversion_uses_the_shared_cameras_module():
     mw = np.eye(4)
     mw[:3, :3] = euler_matrix(np.pi / 2, 0, 0)
     mw[:3, 3] = [0, -5, 0]
-    params = dict(
+    from blender_addon._shared import shared_module
+
+    cam = shared_module("cameras").BlenderCamera(
         matrix_world=mw, lens_mm=50.0, sensor_width=36.0, sensor_height=24.0, sensor_fit="AUTO",
-        resolution_x=200, resolution_y=100, resolution_percentage=100,
+        resolution_x=200, resolution_y=100, resolution_percentage=100, name="Camera",
     )  # fmt: skip
-    view = V.blender_camera_view(params, name="Camera")
+    view = cam.to_opencv()
     assert view["name"] == "Camera" and (view["width"], view["height"]) == (200, 100)
     # hand computed: a point 1 unit right (+x) at distance 5 lands at 100 + (50 / 36 * 200) * 1 / 5
     np.testing.assert_allclose(V.project(view, np.array([[1.0, 0, 0]]))[0], [100 + 50 / 36 * 200 / 5, 50])

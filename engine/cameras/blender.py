@@ -4,32 +4,17 @@ Blender add-on vendors, so both sides use one implementation. See docs/cameras.m
 
 from __future__ import annotations
 
-from shared_protocol.cameras import BlenderCameraError, blender_to_opencv, opencv_to_blender
+from shared_protocol.cameras import BlenderCamera, BlenderCameraError, opencv_to_blender
 
 from .camera import Camera, CameraError
 
 
-def camera_from_blender(
-    matrix_world,  # [4, 4] the camera object's world matrix (any object scale is removed)
-    lens_mm: float,
-    sensor_width: float,
-    sensor_height: float,
-    sensor_fit: str,  # 'AUTO' | 'HORIZONTAL' | 'VERTICAL'
-    resolution_x: int,
-    resolution_y: int,
-    resolution_percentage: float = 100,
-    shift_x: float = 0.0,
-    shift_y: float = 0.0,
-    pixel_aspect_x: float = 1.0,
-    pixel_aspect_y: float = 1.0,
-    name: str = "",
-) -> Camera:
-    """The OpenCV `Camera` that sees exactly what Blender renders from this perspective camera."""
+def camera_from_blender(*args, **kwargs) -> Camera:
+    """The OpenCV `Camera` that sees exactly what Blender renders from this perspective camera; the
+    arguments are the fields of `shared_protocol.cameras.BlenderCamera` (matrix_world, lens_mm, ...)."""
+    name = kwargs.get("name", args[12] if len(args) > 12 else "")
     try:
-        d = blender_to_opencv(
-            matrix_world, lens_mm, sensor_width, sensor_height, sensor_fit, resolution_x, resolution_y,
-            resolution_percentage, shift_x, shift_y, pixel_aspect_x, pixel_aspect_y, name,
-        )  # fmt: skip
+        d = BlenderCamera(*args, **kwargs).to_opencv()
     except BlenderCameraError as e:
         raise CameraError(f"Blender camera {name!r}: {e}") from None
     return Camera.from_dict(d)

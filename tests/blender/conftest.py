@@ -55,12 +55,28 @@ def addon():
     yield module
 
 
+def reset_scene() -> None:
+    """No objects, cameras, meshes or images; the Splatbrush settings and run state at their defaults, the
+    scene's colour management as in a new file: what each test starts from, whatever ran before it."""
+    import bpy
+
+    for coll in (bpy.data.objects, bpy.data.cameras, bpy.data.meshes, bpy.data.images):
+        for item in list(coll):
+            coll.remove(item)
+    scene = bpy.context.scene
+    for group in (scene.splatbrush, bpy.context.window_manager.splatbrush):
+        for prop in group.bl_rna.properties:
+            if prop.identifier != "rna_type":
+                group.property_unset(prop.identifier)
+    scene.view_settings.view_transform = "AgX" if bpy.app.version >= (4, 0, 0) else "Filmic"
+    scene.camera = None
+
+
 @pytest.fixture
 def fresh_scene(addon):
     import bpy
 
-    for obj in list(bpy.data.objects):
-        bpy.data.objects.remove(obj)
+    reset_scene()
     yield bpy.context.scene
 
 

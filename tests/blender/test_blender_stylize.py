@@ -117,5 +117,7 @@ def test_a_mesh_is_sampled_on_its_surface_with_its_material_colour(addon, fresh_
     assert np.allclose(srgb[:, 0], expected[0], atol=1e-4) and np.allclose(
         srgb[:, 1:], expected[1], atol=1e-4
     )
-    views = scene_data.camera_views(bpy.context, fresh_scene.splatbrush, sphere, 64)
-    assert len(views) == fresh_scene.splatbrush.orbit_views
+    settings = fresh_scene.splatbrush
+    assert settings.camera_source == "AUTO"  # the default: no camera in the scene -> orbit views
+    views = scene_data.camera_views(bpy.context, settings, sphere, 64)
+    assert len(views) == settings.orbit_views
