@@ -214,9 +214,10 @@ def test_compressed_wrong_chunk_count(tmp_path: Path) -> None:
         read_splats(p)
 
 
-def test_compressed_write_refused(tmp_path: Path) -> None:
-    with pytest.raises(SplatFileError, match="compressed.ply is not supported"):
-        write_splats(random_arrays(), tmp_path / "x.compressed.ply")
+def test_compressed_write_then_detected(tmp_path: Path) -> None:
+    write_splats(random_arrays(n=300), tmp_path / "x.compressed.ply")
+    assert detect_format(tmp_path / "x.compressed.ply") == "compressed_ply"
+    assert read_splats(tmp_path / "x.compressed.ply").num_gaussians == 300
 
 
 # ------------------------------------------------------------------------------------------ INRIA .ply
@@ -365,12 +366,22 @@ def test_bad_f_rest_count(tmp_path: Path) -> None:
         read_splats(write_raw_ply(tmp_path / "r.ply", names2, data2))
 
 
-def test_ascii_and_big_endian_rejected(tmp_path: Path) -> None:
+def test_ascii_and_big_endian_read_through_plyfile(tmp_path: Path) -> None:
+    plyfile = pytest.importorskip("plyfile")
+    a = random_arrays(n=20, deg=1, normals=True)
+    write_splats(a, tmp_path / "le.ply")
+    le = plyfile.PlyData.read(str(tmp_path / "le.ply"))  # the reference library writes the other encodings
+    for name, kwargs in (("ascii.ply", {"text": True}), ("be.ply", {"byte_order": ">"})):
+        plyfile.PlyData(le.elements, **kwargs).write(str(tmp_path / name))
+        assert detect_format(tmp_path / name) == "ply"
+        assert_bit_equal(read_splats(tmp_path / name), a)  # float32 text round-trips exactly
+    with pytest.raises(SplatFileError, match=r"cut\.ply: cannot read the ascii PLY body"):
+        text = (tmp_path / "ascii.ply").read_bytes()
+        (tmp_path / "cut.ply").write_bytes(text[: len(text) - 200])
+        read_splats(tmp_path / "cut.ply")
     names, data = _good(tmp_path)
-    with pytest.raises(SplatFileError, match="ASCII PLY is not supported"):
-        read_splats(write_raw_ply(tmp_path / "a.ply", names, data, fmt="ascii"))
-    with pytest.raises(SplatFileError, match="big-endian PLY is not supported"):
-        read_splats(write_raw_ply(tmp_path / "b.ply", names, data, fmt="binary_big_endian"))
+    with pytest.raises(SplatFileError, match="truncated"):  # big-endian bodies are size-checked too
+        read_splats(write_raw_ply(tmp_path / "b.ply", names, data, fmt="binary_big_endian", count=6))
 
 
 def test_zero_vertices(tmp_path: Path) -> None:
@@ -392,7 +403,7 @@ def test_non_finite_values_named_and_counted(tmp_path: Path, bad: float) -> None
 
 def test_not_a_ply_unknown_extension_missing_file(tmp_path: Path) -> None:
     (tmp_path / "x.ply").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
-    with pytest.raises(SplatFileError, match=r"x\.ply: not a PLY file"):
+    with pytest.raises(SplatFileError, match=r"x\.ply: INRIA \.ply expected from the extension"):
         read_splats(tmp_path / "x.ply")
     (tmp_path / "x.obj").write_text("v 0 0 0\n")
     with pytest.raises(SplatFileError, match=r"unknown splat file type \.obj"):
@@ -442,8 +453,8 @@ def test_engine_errors_are_scene_format_errors(tmp_path: Path) -> None:
     p = write_raw_ply(tmp_path / "q.ply", names, data)
     with pytest.raises(SceneFormatError, match=r"q\.ply: not a valid scene: .*all-zero quaternions"):
         load_scene(p)
-    with pytest.raises(SceneFormatError, match="not supported"):
-        save_scene(make_random_scene(n=4, dtype=torch.float32), tmp_path / "o.compressed.ply")
+    with pytest.raises(SceneFormatError, match=r"o\.obj: cannot write a \.obj file"):
+        save_scene(make_random_scene(n=4, dtype=torch.float32), tmp_path / "o.obj")
 
 
 def test_fuse_filter_3d_matches_mip_splatting_formula(tmp_path: Path) -> None:

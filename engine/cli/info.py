@@ -9,21 +9,22 @@ import time
 
 import numpy as np
 
-FORMAT_NAMES = {
-    "ply": "INRIA .ply",
-    "compressed_ply": "PlayCanvas compressed .ply",
-    "splat": "antimatter15 .splat",
-}
+
+def format_name(fmt: str) -> str:
+    """The registry's human name of a format ("spz" -> "Niantic .spz")."""
+    from shared_protocol.splatfile import SPLAT_FORMATS
+
+    return SPLAT_FORMATS[fmt].description if fmt in SPLAT_FORMATS else fmt
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "info",
-        help="describe a splat file (.ply, .compressed.ply, .splat)",
+        help="describe a splat file (.ply, .compressed.ply, .splat, .spz, .sog, .glb/.gltf)",
         description="Print the Gaussian count, SH degree, bounding box (min/max and 1-99 percentile), "
         "opacity and scale statistics of a splat file.",
     )
-    p.add_argument("file", help="a .ply, .compressed.ply or .splat file")
+    p.add_argument("file", help="a splat file (or an unbundled SOG folder / its meta.json)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=run)
 
@@ -57,7 +58,8 @@ def describe(path: str) -> dict:
     return {
         "file": os.fspath(path),
         "format": fmt,
-        "file_bytes": os.path.getsize(path),
+        "file_bytes": _file_bytes(path),
+        "antialiased": bool(arrays.meta.get("antialiased", False)),
         "read_seconds": round(read_s, 4),
         "num_gaussians": arrays.num_gaussians,
         "sh_degree": arrays.sh_degree,
@@ -86,6 +88,16 @@ def describe(path: str) -> dict:
     }
 
 
+def _file_bytes(path: str) -> int:
+    """Bytes of a file, or of an unbundled SOG folder / meta.json with its images."""
+    p = os.fspath(path)
+    if os.path.isdir(p) or os.path.basename(p).lower() == "meta.json":
+        folder = p if os.path.isdir(p) else os.path.dirname(os.path.abspath(p))
+        names = [n for n in os.listdir(folder) if n == "meta.json" or n.endswith(".webp")]
+        return sum(os.path.getsize(os.path.join(folder, n)) for n in names)
+    return os.path.getsize(p)
+
+
 def _fmt3(v: list[float]) -> str:
     return "  ".join(f"{x:>11.5g}" for x in v)
 
@@ -99,7 +111,7 @@ def render_text(d: dict) -> str:
     n = d["num_gaussians"]
     lines = [
         f"file         {d['file']}",
-        f"format       {FORMAT_NAMES.get(d['format'], d['format'])}, {d['file_bytes'] / 2**20:.2f} MiB, "
+        f"format       {format_name(d['format'])}, {d['file_bytes'] / 2**20:.2f} MiB, "
         f"read in {d['read_seconds'] * 1000:.0f} ms",
         f"gaussians    {n:,}",
         f"sh degree    {d['sh_degree']} ({d['sh_coeffs_per_channel']} SH coefficients per channel)",

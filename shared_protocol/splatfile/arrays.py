@@ -8,6 +8,8 @@ protocol and Blender all exchange. Same raw parametrisation as `engine.scene.Gau
     sh              [N, K, 3] float32, K = (deg + 1)^2; sh[:, 0] is f_dc, sh[:, 1:] is f_rest (per channel)
     extra           name -> [N] float32: other per-vertex properties a file carried (e.g. nx, ny, nz), kept
                     so that read -> write reproduces the file's properties
+    meta            whole-scene facts a file carried, kept across conversions: "antialiased" (bool; .spz flag
+                    0x1, SOG `antialias`: the scene was trained with Mip-Splatting's 2D filter)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class SplatArrays:
     opacity_logits: np.ndarray  # [N]
     sh: np.ndarray  # [N, K, 3]
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, object] = field(default_factory=dict)
 
     @property
     def num_gaussians(self) -> int:

@@ -1,4 +1,4 @@
-"""PlayCanvas / SuperSplat `.compressed.ply`: read (pure numpy). Writing it is not supported.
+"""PlayCanvas / SuperSplat `.compressed.ply`: read and write (pure numpy).
 
 Layout (learned from PlayCanvas splat-transform's decoder and gsplat's exporter; no code copied):
 
@@ -17,6 +17,14 @@ Layout (learned from PlayCanvas splat-transform's decoder and gsplat's exporter;
 
 Decoded to raw parameters: SH DC = (colour - 0.5) / SH_C0, opacity logit = log(a / (1 - a)) with `a` kept in
 [1e-6, 1 - 1e-6] so that fully transparent/opaque splats stay finite. Arithmetic is float64, stored float32.
+Chunk ranges that are NaN/Inf are refused (SplatFileError naming the chunk), not decoded to NaN.
+
+Writing (`write_compressed_ply`) first sorts the Gaussians in Morton (z-curve) order of their positions so
+that each 256-splat chunk is spatially tight, as PlayCanvas' tools do (`morton=False` keeps the order), then
+takes each chunk's min/max. Quantisation error of a write -> read round trip: position <= chunk extent / 4094
+(x, z; 11 bits) or / 2046 (y; 10 bits), log scale likewise within the chunk's scale range, colour <= chunk
+colour range / 510, opacity <= 1/510 (before the logit), rotation components <= sqrt(2) / 2046 before
+renormalisation, f_rest <= 8 / 512 inside [-4, 4) (clamped outside).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import os
 import numpy as np
 
 from .arrays import SplatArrays
+from .common import atomic_output, checked, sigmoid, unit_quats
 from .errors import SplatFileError
 from .ply import PlyHeader, nonfinite_report, read_ply_element, read_ply_header
 
@@ -103,6 +112,14 @@ def read_compressed_ply(path: str | os.PathLike, check_finite: bool = True) -> S
     chunks = read_ply_element(path, header, "chunk")
     vertex = read_ply_element(path, header, "vertex")
     n = vertex.shape[0]
+    for name in chunks.dtype.names:
+        bad = np.flatnonzero(~np.isfinite(chunks[name]))
+        if bad.size:
+            raise SplatFileError(
+                path,
+                f"chunk {bad[0]} has a non-finite range value ({name} = {chunks[name][bad[0]]}); "
+                f"{bad.size} chunk(s) are bad: the file is corrupt",
+            )
 
     def chunk_col(name: str) -> np.ndarray:  # [N] the splat's chunk value
         return np.repeat(chunks[name].astype(np.float64), CHUNK_SIZE)[:n]
@@ -161,3 +178,98 @@ def read_compressed_ply(path: str | os.PathLike, check_finite: bool = True) -> S
         if report:
             raise SplatFileError(path, f"non-finite values after decoding (bad chunk ranges?): {report}")
     return arrays
+
+
+# ---------------------------------------------------------------------------------------------- write
+def morton_order(means: np.ndarray) -> np.ndarray:
+    """Indices that sort positions along a 3D z-order curve (10 bits per axis inside the bounding box)."""
+    m = means.astype(np.float64)
+    lo, hi = m.min(axis=0), m.max(axis=0)
+    cell = np.clip(((m - lo) / np.where(hi > lo, hi - lo, 1.0) * 1023.0).astype(np.int64), 0, 1023)
+    code = np.zeros(m.shape[0], np.int64)
+    for bit in range(10):
+        for axis in range(3):
+            code |= ((cell[:, axis] >> bit) & 1) << (3 * bit + (2 - axis))
+    return np.argsort(code, kind="stable")
+
+
+def _chunk_range(values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """[N, D] -> per-chunk min and max [C, D] (the last chunk may be partial)."""
+    pad = -n % CHUNK_SIZE
+    v = np.concatenate([values, np.repeat(values[-1:], pad, axis=0)]) if pad else values
+    v = v.reshape(-1, CHUNK_SIZE, values.shape[1])
+    return v.min(axis=1), v.max(axis=1)
+
+
+def _pack_unorm(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, layout) -> np.ndarray:
+    """[N, D] values in per-splat ranges -> uint32 with field j of `layout` ((shift, bits), ...)."""
+    t = (values - lo) / np.where(hi > lo, hi - lo, 1.0)
+    out = np.zeros(values.shape[0], np.uint32)
+    for j, (shift, bits) in enumerate(layout):
+        mask = (1 << bits) - 1
+        q = np.clip(np.rint(np.clip(t[:, j], 0.0, 1.0) * mask), 0, mask).astype(np.uint32)
+        out |= q << np.uint32(shift)
+    return out
+
+
+def write_compressed_ply(arrays: SplatArrays, path: str | os.PathLike, morton: bool = True) -> None:
+    """Write a PlayCanvas compressed .ply (18-float chunks, 4 packed uint32 a splat, uint8 f_rest). Extras
+    are dropped. `morton`: reorder the Gaussians along a z-order curve first (tight chunks)."""
+    checked(arrays, path)
+    n = arrays.num_gaussians
+    order = morton_order(arrays.means) if morton else np.arange(n)
+    means = arrays.means[order].astype(np.float64)
+    scales = np.clip(arrays.log_scales[order].astype(np.float64), -20.0, 20.0)
+    rgb = arrays.sh[order, 0].astype(np.float64) * SH_C0 + 0.5
+    ranges = [_chunk_range(v, n) for v in (means, scales, rgb)]
+    chunk_rows = np.concatenate([np.concatenate(r, axis=1) for r in ranges], axis=1).astype("<f4")  # [C, 18]
+
+    def per_splat(r: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        # the float32 ranges the reader will see, repeated per splat
+        lo, hi = (np.repeat(x.astype(np.float32).astype(np.float64), CHUNK_SIZE, axis=0)[:n] for x in r)
+        return lo, hi
+
+    xyz = ((21, 11), (11, 10), (0, 11))
+    vertex = np.empty((n, 4), "<u4")
+    vertex[:, 0] = _pack_unorm(means, *per_splat(ranges[0]), xyz)
+    vertex[:, 2] = _pack_unorm(scales, *per_splat(ranges[1]), xyz)
+    vertex[:, 1] = _pack_rotation(arrays.quats[order])
+    alpha = sigmoid(arrays.opacity_logits[order])[:, None]
+    full = np.concatenate([rgb, alpha], axis=1)
+    lo, hi = per_splat(ranges[2])
+    vertex[:, 3] = _pack_unorm(
+        full, np.c_[lo, np.zeros(n)], np.c_[hi, np.ones(n)], ((24, 8), (16, 8), (8, 8), (0, 8))
+    )
+
+    props = [f"property float {name}" for name in _BOX + _SCALE + _COLOR]
+    lines = ["ply", "format binary_little_endian 1.0", "comment written by splatbrush"]
+    lines += [f"element chunk {chunk_rows.shape[0]}", *props, f"element vertex {n}"]
+    lines += [f"property uint {name}" for name in _PACKED]
+    k1 = arrays.sh.shape[1] - 1
+    sh_bytes = None
+    if k1:
+        rest = arrays.sh[order, 1:].astype(np.float64).transpose(0, 2, 1).reshape(n, 3 * k1)  # channel-major
+        sh_bytes = np.clip(np.trunc((rest / 8.0 + 0.5) * 256.0), 0, 255).astype(np.uint8)
+        lines += [f"element sh {n}"] + [f"property uchar f_rest_{i}" for i in range(3 * k1)]
+    header = ("\n".join(lines) + "\nend_header\n").encode("ascii")
+    with atomic_output(path) as f:
+        f.write(header)
+        f.write(chunk_rows.tobytes())
+        f.write(vertex.tobytes())
+        if sh_bytes is not None:
+            f.write(sh_bytes.tobytes())
+
+
+def _pack_rotation(quats: np.ndarray) -> np.ndarray:
+    """wxyz -> 2-bit index of the largest |component| and three 10-bit unorm fields (smallest three)."""
+    q = unit_quats(quats)
+    n = q.shape[0]
+    rows = np.arange(n)
+    largest = np.argmax(np.abs(q), axis=1)
+    q = np.where(q[rows, largest][:, None] < 0, -q, q)
+    out = largest.astype(np.uint32) << np.uint32(30)
+    for slot, shift in enumerate((20, 10, 0)):
+        c = q[rows, slot + (slot >= largest)]
+        v = np.clip(np.rint((c / np.sqrt(2.0) + 0.5) * 1023.0), 0, 1023).astype(np.uint32)
+        out |= v << np.uint32(shift)
+    return out

@@ -16,43 +16,49 @@ On write the standard properties go in INRIA order (nx ny nz right after x y z w
 then the other extras in their order. Write -> read is bit-exact, and a file already in INRIA order with
 float32 properties and no comments is reproduced byte for byte.
 
-Reading is one `np.fromfile` of the body plus column gathers (a 1M-Gaussian SH-3 file reads in about
-0.1-0.2 s). Bad files raise `SplatFileError` naming the file and the problem.
+Binary little-endian bodies are read in cache-sized blocks straight into the output arrays (a 1M-Gaussian SH-3
+file reads in about 0.1-0.2 s); ASCII and big-endian bodies go through `plyfile` (see `ply_header`). Bad files
+raise `SplatFileError` naming the file and the problem.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from .arrays import SplatArrays
+from .common import atomic_output, checked, nonfinite_report
 from .errors import SplatFileError
+from .ply_header import (
+    PLY_TYPES,
+    PlyElement,
+    PlyHeader,
+    PlyProperty,
+    check_body_size,
+    read_elements_plyfile,
+    read_ply_element,
+    read_ply_header,
+)
 
-# PLY scalar type names -> little-endian numpy dtype strings
-PLY_TYPES: dict[str, str] = {
-    "char": "i1",
-    "int8": "i1",
-    "uchar": "u1",
-    "uint8": "u1",
-    "short": "<i2",
-    "int16": "<i2",
-    "ushort": "<u2",
-    "uint16": "<u2",
-    "int": "<i4",
-    "int32": "<i4",
-    "uint": "<u4",
-    "uint32": "<u4",
-    "float": "<f4",
-    "float32": "<f4",
-    "double": "<f8",
-    "float64": "<f8",
-}
+__all__ = [  # the header names are re-exported: older code imports them from here
+    "PLY_TYPES",
+    "PlyElement",
+    "PlyHeader",
+    "PlyProperty",
+    "atomic_output",
+    "check_body_size",
+    "checked",
+    "fuse_filter_3d",
+    "inria_property_names",
+    "nonfinite_report",
+    "read_ply",
+    "read_ply_element",
+    "read_ply_header",
+    "write_ply",
+]
+
 # numpy dtype (kind, itemsize) -> the PLY type name we write
 _WRITE_TYPES: dict[tuple[str, int], str] = {
     ("i", 1): "char",
@@ -64,172 +70,10 @@ _WRITE_TYPES: dict[tuple[str, int], str] = {
     ("f", 4): "float",
     ("f", 8): "double",
 }
-MAX_HEADER_BYTES = 1 << 20  # a 3DGS header is ~1.5 KB; refuse to scan further than this
 NORMAL_NAMES = ("nx", "ny", "nz")
 _REQUIRED = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2")
 _REQUIRED += ("rot_0", "rot_1", "rot_2", "rot_3")
 _F_REST = re.compile(r"f_rest_(\d+)$")
-
-
-# ---------------------------------------------------------------------------------------------- header
-@dataclass(frozen=True)
-class PlyProperty:
-    name: str
-    type: str  # the PLY type name as the header spells it, e.g. "float"
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(PLY_TYPES[self.type])
-
-
-@dataclass
-class PlyElement:
-    name: str
-    count: int
-    properties: list[PlyProperty] = field(default_factory=list)
-
-    @property
-    def names(self) -> list[str]:
-        return [p.name for p in self.properties]
-
-    @property
-    def dtype(self) -> np.dtype:
-        """Packed structured dtype of one row (PLY has no padding)."""
-        return np.dtype([(p.name, p.dtype) for p in self.properties])
-
-    @property
-    def nbytes(self) -> int:
-        return self.count * self.dtype.itemsize
-
-    def property(self, name: str) -> PlyProperty | None:
-        for p in self.properties:
-            if p.name == name:
-                return p
-        return None
-
-
-@dataclass
-class PlyHeader:
-    format: str  # "binary_little_endian" (the only one we accept)
-    elements: list[PlyElement]
-    body_offset: int  # bytes from the start of the file to the first body byte
-    comments: list[str] = field(default_factory=list)
-
-    def element(self, name: str) -> PlyElement | None:
-        for e in self.elements:
-            if e.name == name:
-                return e
-        return None
-
-    def element_offset(self, name: str) -> int:
-        """Byte offset of an element's first row in the file (elements are stored one after another)."""
-        offset = self.body_offset
-        for e in self.elements:
-            if e.name == name:
-                return offset
-            offset += e.nbytes
-        raise KeyError(name)
-
-
-def read_ply_header(path: str | os.PathLike) -> PlyHeader:
-    """Parse a PLY header. Accepts binary_little_endian with scalar properties only."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(MAX_HEADER_BYTES)
-    except FileNotFoundError:
-        raise SplatFileError(path, "file not found") from None
-    except IsADirectoryError:
-        raise SplatFileError(path, "is a directory, not a splat file") from None
-    if not head.startswith(b"ply") or head[3:4] not in (b"\n", b"\r"):
-        raise SplatFileError(path, f"not a PLY file (it starts with {head[:16]!r}, a PLY starts with 'ply')")
-    end = re.search(rb"\nend_header[ \t]*\r?\n", head)
-    if end is None:
-        raise SplatFileError(path, "PLY header has no 'end_header' line (the file is cut short or not a PLY)")
-    try:
-        text = head[: end.start()].decode("ascii")
-    except UnicodeDecodeError as e:
-        raise SplatFileError(path, f"PLY header is not ASCII text (byte {e.start})") from None
-    lines = [ln.strip() for ln in text.splitlines()[1:]]
-
-    fmt = None
-    elements: list[PlyElement] = []
-    comments: list[str] = []
-    for number, line in enumerate(lines, start=2):
-        words = line.split()
-        if not words:
-            continue
-        key = words[0]
-        if key in ("comment", "obj_info"):
-            comments.append(line[len(key) :].strip())
-        elif key == "format":
-            fmt = words[1] if len(words) > 1 else ""
-            if fmt == "ascii":
-                raise SplatFileError(
-                    path,
-                    "ASCII PLY is not supported: re-save it as binary_little_endian "
-                    "(e.g. in Blender, MeshLab or with plyfile)",
-                )
-            if fmt == "binary_big_endian":
-                raise SplatFileError(
-                    path, "big-endian PLY is not supported: re-save it as binary_little_endian"
-                )
-            if fmt != "binary_little_endian":
-                raise SplatFileError(path, f"unknown PLY format {fmt!r} on header line {number}")
-        elif key == "element":
-            if len(words) != 3 or not words[2].isdigit():
-                raise SplatFileError(path, f"bad element line {number}: {line!r}")
-            elements.append(PlyElement(words[1], int(words[2])))
-        elif key == "property":
-            if not elements:
-                raise SplatFileError(path, f"property before any element on header line {number}")
-            if len(words) >= 2 and words[1] == "list":
-                raise SplatFileError(
-                    path,
-                    f"element {elements[-1].name!r} has a list property ({line!r}); "
-                    "splat files only have scalar properties",
-                )
-            if len(words) != 3 or words[1] not in PLY_TYPES:
-                raise SplatFileError(path, f"bad property line {number}: {line!r}")
-            if elements[-1].property(words[2]) is not None:
-                raise SplatFileError(path, f"element {elements[-1].name!r} has property {words[2]!r} twice")
-            elements[-1].properties.append(PlyProperty(words[2], words[1]))
-        else:
-            raise SplatFileError(path, f"unexpected PLY header line {number}: {line!r}")
-    if fmt is None:
-        raise SplatFileError(path, "PLY header has no 'format' line")
-    return PlyHeader(fmt, elements, end.end(), comments)
-
-
-def check_body_size(path: str | os.PathLike, header: PlyHeader) -> None:
-    """The body must be exactly as long as the header's element counts say."""
-    actual = os.path.getsize(path) - header.body_offset
-    expected = sum(e.nbytes for e in header.elements)
-    if actual == expected:
-        return
-    last = header.elements[-1] if header.elements else None
-    counts = ", ".join(f"{e.count} {e.name} x {e.dtype.itemsize} bytes" for e in header.elements)
-    if actual < expected:
-        detail = f"the header declares {counts} = {expected} bytes but only {actual} follow the header"
-        if last is not None and last.dtype.itemsize:
-            whole = (actual - (expected - last.nbytes)) // last.dtype.itemsize
-            detail += f" (room for {max(whole, 0)} of the {last.count} {last.name} rows)"
-        raise SplatFileError(path, f"truncated file: {detail}; the file is cut short or its count is wrong")
-    raise SplatFileError(
-        path,
-        f"the body is {actual - expected} bytes longer than the header's {counts} = {expected} bytes: "
-        "the element count in the header is wrong or the file has trailing data",
-    )
-
-
-def read_ply_element(path: str | os.PathLike, header: PlyHeader, name: str) -> np.ndarray:
-    """One element's rows as a structured array (fields named like the properties). Checks body size."""
-    check_body_size(path, header)
-    element = header.element(name)
-    if element is None:
-        raise SplatFileError(
-            path, f"PLY has no element {name!r} (it has {[e.name for e in header.elements]})"
-        )
-    return np.fromfile(path, dtype=element.dtype, count=element.count, offset=header.element_offset(name))
 
 
 # ---------------------------------------------------------------------------------------------- layout
@@ -261,19 +105,6 @@ def _sh_rest_names(path: str | os.PathLike, names: list[str]) -> list[str]:
             f"{m} f_rest properties is not 3*((deg+1)^2-1) for an SH degree 0..3 (expected 0, 9, 24 or 45)",
         )
     return [f"f_rest_{i}" for i in range(m)]
-
-
-def nonfinite_report(columns: dict[str, np.ndarray]) -> str | None:
-    """None when every column is finite, else e.g. "opacity has 3 NaN/Inf values, scale_0 has 1"."""
-    bad = []
-    for name, a in columns.items():
-        if a.dtype.kind != "f":
-            continue
-        if np.isfinite(a.min()) and np.isfinite(a.max()):  # min/max propagate NaN; no temporary array
-            continue
-        count = int(a.size - np.count_nonzero(np.isfinite(a)))
-        bad.append(f"{name} has {count} NaN/Inf value{'s' if count != 1 else ''}")
-    return ", ".join(bad) if bad else None
 
 
 # ---------------------------------------------------------------------------------------------- read
@@ -311,10 +142,14 @@ def read_ply(path: str | os.PathLike, check_finite: bool = True) -> SplatArrays:
     standard = set(_REQUIRED) | set(rest)
     extras = [p.name for p in vertex.properties if p.name not in standard]
     maybe_nonfinite = True
-    if all(p.dtype == np.dtype("<f4") for p in vertex.properties):
+    little = header.format == "binary_little_endian"
+    if little and all(p.dtype == np.dtype("<f4") for p in vertex.properties):
         maybe_nonfinite = _read_float_rows(path, header, names, rest, extras, arrays)
-    else:  # mixed types: structured rows, per-field copies (extras keep their dtype)
-        rec = np.fromfile(path, dtype=vertex.dtype, count=n, offset=header.element_offset("vertex"))
+    else:  # mixed types or ASCII / big-endian: structured rows, per-field copies (extras keep their dtype)
+        if little:
+            rec = np.fromfile(path, dtype=vertex.dtype, count=n, offset=header.element_offset("vertex"))
+        else:
+            rec = read_elements_plyfile(path, header)["vertex"]
         rows = {name: rec[name] for name in names}
         _fill(arrays, rows, slice(0, n), rest)
         arrays.extra.update({name: np.ascontiguousarray(rec[name]) for name in extras})
@@ -422,32 +257,6 @@ def _read_float_rows(
 
 
 # ---------------------------------------------------------------------------------------------- write
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[object]:
-    """Open a temporary file beside `path` for binary writing; it replaces `path` only on success."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise SplatFileError(path, f"output folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".splatbrush-", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def checked(arrays: SplatArrays, path: str | os.PathLike) -> None:
-    """`arrays.check()` with the problem reported as a SplatFileError naming the output file."""
-    try:
-        arrays.check()
-    except ValueError as e:
-        raise SplatFileError(path, f"cannot write: {e}") from None
-
-
 def write_ply(arrays: SplatArrays, path: str | os.PathLike) -> None:
     """Write an INRIA .ply: standard properties in INRIA order, then `arrays.extra` in its order."""
     checked(arrays, path)
