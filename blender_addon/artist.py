@@ -141,6 +141,13 @@ def blend_result(original, styled, weights: np.ndarray | None, strength: float, 
     """The stylized SplatArrays with colours original + w (styled - original), w = weight x strength (the
     strength only when the engine did not apply it). Gaussians with w == 0 keep the original SH bytes;
     with w == 1 the engine's. Geometry comes from the engine's result (it keeps it)."""
+    from dataclasses import replace
+
+    from ._shared import shared_module
+
+    mask_name = getattr(shared_module("payloads"), "MASK_ATTRIBUTE", None)
+    if mask_name in styled.extra:  # the engine's input, never part of a result
+        styled = replace(styled, extra={k: v for k, v in styled.extra.items() if k != mask_name})
     n = original.num_gaussians
     w = np.ones(n, dtype=np.float32) if weights is None else np.clip(np.asarray(weights, np.float32), 0, 1)
     if not strength_done:
@@ -152,6 +159,4 @@ def blend_result(original, styled, weights: np.ndarray | None, strength: float, 
         raise ValueError(f"the result's SH {b.shape} does not match the original's {a.shape}")
     mixed = (a + w[:, None, None] * (b - a)).astype(np.float32)
     sh = np.where((w == 0.0)[:, None, None], a, np.where((w == 1.0)[:, None, None], b, mixed))
-    from dataclasses import replace
-
     return replace(styled, sh=np.ascontiguousarray(sh, dtype=np.float32))
