@@ -2,7 +2,7 @@
 """Build the Blender extension zip: dist/splatbrush-<version>.zip.
 
     python build.py                 # pyzmq wheels for every platform and Blender Python, vendor, zip
-    python build.py --local-only    # only this machine's platform (Python 3.11): enough for tests
+    python build.py --local-only    # only this machine's platform (Python 3.11 + 3.13 wheels)
     python build.py --no-download   # offline: bundle the wheels already in blender_addon/wheels/
 
 Steps: (1) `pip download --only-binary=:all: --platform ... --python-version ...` the pyzmq wheels into
@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--local-only", action="store_true", help="only this platform's wheel (Python 3.11)")
+    parser.add_argument(
+        "--local-only", action="store_true", help="only this platform's wheels (Python 3.11 and 3.13)"
+    )
     parser.add_argument(
         "--no-download", action="store_true", help="never download: bundle the wheels present"
     )
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"build.py: no version in {MANIFEST}")
     version = found.group(1)
     if args.local_only:
-        targets = [(local_platform(), "3.11")]
+        targets = [(local_platform(), v) for v in PYTHON_VERSIONS]
     elif args.no_download:  # whatever is there, for every target it covers
         targets = [(p, v) for p in PLATFORMS for v in PYTHON_VERSIONS]
         present = [t for t in targets if any(wheel_matches(w.name, *t) for w in WHEELS.glob("pyzmq-*.whl"))]
