@@ -37,9 +37,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+VALUE_OPTIONS_WITH_SIGNS = ("--up",)
+"""Options whose value may start with "-" ("--up -y"): argparse would take "-y" for an option."""
+
+
+def join_signed_values(argv: list[str]) -> list[str]:
+    """["--up", "-y"] -> ["--up=-y"], so axis values with a sign parse as values."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in VALUE_OPTIONS_WITH_SIGNS and i + 1 < len(argv) and argv[i + 1][:1] in "-+":
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_signed_values(list(sys.argv[1:] if argv is None else argv)))
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""`splatbrush demo -o DIR [--steps N] [--size PX] [--views N] [--seed S]`
+"""`splatbrush demo -o DIR [--preset P] [--steps N] [--size PX] [--views N] [--seed S] [--set KEY=VALUE ...]`
 
 A real stylization that needs nothing but the engine: a procedurally built Gaussian object and a
 procedurally painted style image (`engine.demo`). Writes into DIR:
@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from .settings import add_settings_arguments, job_settings
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -25,10 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "curves and report into DIR.",
     )
     p.add_argument("-o", "--output", required=True, help="output folder (created)")
-    p.add_argument("--steps", type=int, help="optimization steps (default: the fast preset's)")
-    p.add_argument("--size", type=int, help="render size in pixels (default: the fast preset's)")
-    p.add_argument("--views", type=int, help="orbit views (default: the fast preset's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the scene, the painting and the run")
+    add_settings_arguments(p)  # --preset (default fast), --steps, --size, --views, --seed, --set, ...
     p.add_argument(
         "--gaussians", type=int, default=15000, help="Gaussians in the demo object (default: 15000)"
     )
@@ -55,14 +54,8 @@ def run(args: argparse.Namespace) -> int:
     style = demo_style_image(seed=args.seed)
     save_scene(scene, out / "scene.ply")
     Image.fromarray(style).save(out / "style.png")
-    config = StylizeConfig.from_preset(
-        "fast",
-        steps=args.steps,
-        size=args.size,
-        views=args.views,
-        seed=args.seed,
-        progress_bar=not args.quiet,
-    )
+    settings = job_settings(args, args.preset or "fast")
+    config = StylizeConfig.from_settings(settings, progress_bar=not args.quiet)
     print(
         f"demo: {scene.num_gaussians} Gaussians, {config.steps} steps at {config.size} px, "
         f"{config.views} views",

@@ -1,5 +1,6 @@
 """`splatbrush stylize SCENE --style IMG -o OUT.ply [--preset fast|paper|preview] [--cameras FILE | --views N]
-[--size PX] [--steps N] [--seed S] [--device auto|cpu|cuda] [--checkpoint-dir DIR]`
+[--size PX] [--steps N] [--seed S] [--device auto|cpu|cuda] [--style-strength S] [--up AXIS] [--prompt TEXT]
+[--set KEY=VALUE ...] [--mask MASK.npy] [--checkpoint-dir DIR]`
 
 Writes OUT.ply (the stylized scene) and beside it OUT.contact.png (original vs stylized views),
 OUT.losses.png (loss curves) and OUT.report.json (settings, timings, loss history, metrics).
@@ -12,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+from .settings import add_settings_arguments, job_settings
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ..stylize.config import PRESETS
-
     p = subparsers.add_parser(
         "stylize",
         help="stylize a splat scene with the look of a painting",
@@ -26,21 +27,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("scene", help="input scene (.ply, .compressed.ply, .splat)")
     p.add_argument("--style", required=True, help="style image (jpg/png)")
     p.add_argument("-o", "--output", required=True, help="output scene path (.ply or .splat)")
-    p.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        help="settings preset (default: paper on a GPU with the models downloaded, else fast)",
-    )
     views = p.add_mutually_exclusive_group()
     views.add_argument("--cameras", help="camera file (JSON list of cameras, INRIA cameras.json, ...)")
+    add_settings_arguments(p, views=False)
     views.add_argument("--views", type=int, help="number of orbit views (default: the preset's)")
-    p.add_argument("--size", type=int, help="render size in pixels, longer side (default: the preset's)")
-    p.add_argument("--steps", type=int, help="optimization steps (default: the preset's)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument(
-        "--device",
-        default="auto",
-        help="torch device: auto, cpu, cuda, cuda:1 (default: auto = CUDA if present)",
+        "--mask", help="partial stylization: .npy of N values in [0, 1] (0 keeps a Gaussian's colours)"
     )
     p.add_argument("--checkpoint-dir", help="save checkpoints here and resume from one if present")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -62,21 +54,16 @@ def run(args: argparse.Namespace) -> int:
     style = load_image(args.style)
     cameras = load_cameras(args.cameras) if args.cameras else None
     preset = args.preset or default_preset(args.device)
-    config = StylizeConfig.from_preset(
-        preset,
-        steps=args.steps,
-        size=args.size,
-        views=args.views,
-        seed=args.seed,
-        device=args.device,
-        progress_bar=not args.quiet,
-    )
+    config = StylizeConfig.from_settings(job_settings(args, preset), progress_bar=not args.quiet)
     print(
         f"stylize: {scene.num_gaussians} Gaussians, preset {preset}, {config.steps} steps at "
         f"{config.size} px, {len(cameras) if cameras else config.views} views",
         file=sys.stderr,
     )
-    result = stylize(scene, style, cameras=cameras, config=config, checkpoint_dir=args.checkpoint_dir)
+    mask = load_mask(args.mask) if args.mask else None
+    result = stylize(
+        scene, style, cameras=cameras, config=config, checkpoint_dir=args.checkpoint_dir, mask=mask
+    )
     paths = write_outputs(result, scene, style, out, extra=extra, backend=config.render_backend)
     print_summary(result, paths, t0)
     return 0
@@ -94,3 +81,13 @@ def print_summary(result, paths: dict, t0: float) -> None:
     for k, v in paths.items():
         print(f"{k}: {v}")
     print(f"done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+
+def load_mask(path: str):
+    """A per-Gaussian mask from a .npy file (N values in [0, 1], or bool)."""
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read mask {path!r}: {e} (expected a .npy of N values in [0, 1])") from None
