@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     print(f"{os.cpu_count()} CPUs; limits: {LIMITS}")
-    header = "style                  wall_s  cpu_s  load    ratio  ssim   geom  reproj(orig->styl)  pass"
+    header = "style                  wall_s  cpu_s  load    ratio  ssim   geom  consist(orig->styl)  pass"
     print(header)
     for style in styles:
         for _ in range(args.repeat):
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['style']:<22} {r['wall_s']:>6.1f} {r['cpu_s']:>6.1f} {r['load_avg_1min'][1]:>5.1f}  "
                 f"{h['style_distance_ratio']:.3f}  {h['ssim_luminance']:.3f}  "
                 f"{str(h['geometry_identical']):<5} "
-                f"{h['reprojection_error_original']:.4f}->{h['reprojection_error_stylized']:.4f}  "
+                f"{h['consistency_short_original']:.4f}->{h['consistency_short_stylized']:.4f}  "
                 f"{'PASS' if all(r['pass'].values()) else 'FAIL ' + str(r['pass'])}",
                 flush=True,
             )

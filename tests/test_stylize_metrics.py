@@ -47,7 +47,9 @@ def test_identical_scenes_give_ssim_one_and_ratio_one():
     assert m["ssim_luminance"] == pytest.approx(1.0, abs=1e-9)
     assert m["style_distance_ratio"] == pytest.approx(1.0, abs=1e-12)
     assert m["geometry_identical"] is True
-    assert m["reprojection_error_original"] == pytest.approx(m["reprojection_error_stylized"])
+    assert m["consistency_short_original"] == pytest.approx(m["consistency_short_stylized"], abs=0)
+    assert m["consistency_short_pairs"] == 3 and m["consistency_short_coverage"] > 0  # a fuzzy cloud: few
+    assert "notes" not in m  # nothing was skipped: the model-based scores were not asked for
 
 
 def test_recolouring_toward_the_style_moves_the_distance():
@@ -65,13 +67,35 @@ def test_recolouring_toward_the_style_moves_the_distance():
     assert m2["ssim_luminance"] < m["ssim_luminance"] + 0.5 and m2["ssim_luminance"] < 1.0
 
 
-def test_reprojection_error_sees_view_inconsistent_colours():
+def test_consistency_sees_view_inconsistent_colours():
     scene = _scene()
     cams = _cams()
     im, al, de = metrics.render_views(scene, cams)
-    base = metrics.reprojection_error(im, de, al, cams)
-    noisy = im + torch.rand(im.shape, generator=torch.Generator().manual_seed(0)) * 0.5
-    assert metrics.reprojection_error(noisy, de, al, cams) > base + 0.05
+    g = torch.Generator().manual_seed(0)
+    noisy = [i + torch.rand(i.shape, generator=g) * 0.5 for i in im]
+    out = metrics.consistency_errors({"clean": im, "noisy": noisy}, de, al, cams)
+    # independent noise u1 - u2, u ~ U(0, 0.5): E|u1 - u2| = 0.5 / 3 added on top of the scene's own error
+    assert out["consistency_short_noisy"] > out["consistency_short_clean"] + 0.12
+
+
+def test_final_metrics_on_views_of_different_sizes():
+    scene = _scene()
+    scene = scene.replace(opacity_logits=torch.full_like(scene.opacity_logits, 4.0))  # opaque: surfaces
+    cams = [make_camera(40, 40, azimuth_deg=0), make_camera(56, 48, azimuth_deg=30)]
+    im, al, de = metrics.render_views(scene, cams)
+    cfg = metrics.MetricsConfig(style_score=False, model_scores=False)
+    m = metrics.final_metrics(im, [i.clone() for i in im], al, de, cams, _orange_style(), cfg)
+    assert m["ssim_luminance"] == pytest.approx(1.0, abs=1e-9) and m["style_distance_ratio"] == 1.0
+    assert m["consistency_short_original"] == m["consistency_short_stylized"] < 0.2
+    assert m["consistency_short_pairs"] == 2 and m["consistency_short_coverage"] > 0.1
+    # the pooled colour distance is the distance of all object pixels together (written here)
+    px = torch.cat([metrics.object_pixels_lab(i[None], a[None, None]) for i, a in zip(im, al, strict=True)])
+    ref = metrics.sliced_wasserstein(px, metrics.style_pixels_lab(_orange_style()))
+    assert m["style_distance_original"] == pytest.approx(ref, rel=1e-12)
+    no_depth = metrics.final_metrics(im, im, al, None, cams, _orange_style(), cfg)
+    assert "consistency_short_original" not in no_depth and "no depths" in no_depth["notes"][0]
+    with pytest.raises(ValueError, match="one original, stylized image and mask per camera"):
+        metrics.final_metrics(im, im[:1], al, de, cams, _orange_style(), cfg)
 
 
 def test_demo_scene_and_style_are_deterministic():
@@ -126,6 +150,12 @@ def test_stylize_and_evaluate_commands_end_to_end(tmp_path, capsys):
     assert rc == 0
     ev = json.loads((tmp_path / "eval.json").read_text())
     assert ev["geometry_identical"] is True and ev["style_distance_ratio"] < 1.0
+    assert "consistency_short_stylized" in ev and "consistency_long_stylized" in ev
+    notes = " ".join(ev.get("notes", []))
+    for score, what in (("style_score_stylized", "learned style"), ("clip_", "CLIP"), ("csd_", "CSD")):
+        # each network-based score is either there or skipped with a note saying so
+        assert any(k.startswith(score) for k in ev) != (f"{what} score" in notes), (score, notes)
+    assert f"note: {ev['notes'][0]}" in capsys.readouterr().out if notes else True
     with pytest.raises(ValueError, match="not found: .*nope.png"):
         _run_cli("stylize", [str(tmp_path / "in.ply"), "--style", str(tmp_path / "nope.png"), "-o", str(out)])
 

@@ -1,8 +1,9 @@
-"""`splatbrush evaluate ORIGINAL STYLED --style IMG [--views N] [--size PX] [-o report.json]`
+"""`splatbrush evaluate ORIGINAL STYLED --style IMG [--views N] [--size PX] [--no-models] [-o report.json]`
 
 Prints (and optionally writes as JSON) the stylization metrics of `engine.metrics.evaluate_scenes`: the style
-colour distance of both scenes and their ratio, the luminance SSIM, the multi-view reprojection error and
-whether the geometry is bit-identical.
+colour distance of both scenes and their ratio, the luminance SSIM, the multi-view consistency errors (short
+and long range) of both scenes, whether the geometry is bit-identical, and the learned style score and
+CLIP / CSD similarities when those networks are on this machine (skipped with a note otherwise).
 """
 
 from __future__ import annotations
@@ -17,13 +18,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="measure a stylized scene against its original and the style image",
         description="Render both scenes from orbit views and report: style colour distance (sliced "
         "Wasserstein in CIELAB, object pixels vs style pixels) for both and their ratio, luminance SSIM, "
-        "reprojection error between adjacent views, and whether the geometry is bit-identical.",
+        "multi-view consistency errors (colour difference of the same surface point in two views, from the "
+        "rendered depth: nearest views and views ~90 degrees apart), whether the geometry is bit-identical, "
+        "and the learned style score and CLIP / CSD similarities when those models are installed.",
     )
     p.add_argument("original", help="the unstylized scene")
     p.add_argument("styled", help="the stylized scene")
     p.add_argument("--style", required=True, help="the style image")
     p.add_argument("--views", type=int, default=8, help="orbit views (default: 8)")
     p.add_argument("--size", type=int, default=256, help="render size in pixels (default: 256)")
+    p.add_argument(
+        "--no-models", action="store_true", help="skip the network-based scores (Magenta style, CLIP, CSD)"
+    )
+    p.add_argument("--models-dir", help="local models folder (default: env SPLATBRUSH_MODELS, then HF cache)")
     p.add_argument("-o", "--output", help="also write the numbers to this JSON file")
     p.set_defaults(func=run)
 
@@ -43,9 +50,21 @@ def run(args: argparse.Namespace) -> int:
             f"is {args.styled} a stylization of {args.original}?"
         )
     style = load_style_image(args.style)
-    m = evaluate_scenes(original, styled, style, views=args.views, size=args.size)
+    m = evaluate_scenes(
+        original,
+        styled,
+        style,
+        views=args.views,
+        size=args.size,
+        with_models=not args.no_models,
+        models_dir=args.models_dir,
+    )
     for k, v in m.items():
-        print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+        if k == "notes":
+            for note in v:
+                print(f"note: {note}")
+        else:
+            print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
     if args.output:
         from ..stylize.outputs import write_report
 
