@@ -38,6 +38,9 @@ class MetricsConfig:
     """Where the networks of the learned scores run."""
     style_nets: Any = field(default=None, repr=False)
     """Magenta networks to use instead of `load_magenta()` (tests pass tiny ones)."""
+    style_reference: Any = field(default=None, repr=False)
+    """What the style score is centred on (`engine.metrics_style.style_score`'s `reference`): None = the
+    shipped mean style vector of nine reference paintings, else a [D] vector or a list of paintings."""
 
 
 def _colour_and_ssim(originals, stylized, masks, style_image, thr: float) -> dict[str, float]:
@@ -80,7 +83,8 @@ def _learned_style_scores(originals, stylized, masks, style_image, cfg: MetricsC
         total = 0.0
         for v, m in zip(views, masks, strict=True):  # one view at a time: bounded memory
             im = _view(v, 3)[None].float().to(cfg.device)
-            total += style_score(im, _view(m, 2)[None, None].float().to(cfg.device), style, nets=nets)
+            mask = _view(m, 2)[None, None].float().to(cfg.device)
+            total += style_score(im, mask, style, cfg.style_reference, nets=nets)
         out[f"style_score_{name}"] = total / len(views)
     return out
 
