@@ -42,7 +42,6 @@ def out_of_range(sh: Tensor, tol: float = 1e-6) -> int:
 class ColourParams:
     def __init__(self, scene: GaussianScene, config: StylizeConfig, mask: Tensor | None = None):
         self.config = config
-        self.timings: dict[str, float] = {}
         sh0 = scene.sh.detach()  # [N, K, 3]
         self.sh0 = sh0
         self.mask = None if mask is None else mask.to(sh0.device, sh0.dtype).reshape(-1, 1, 1)  # [N, 1, 1]
