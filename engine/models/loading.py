@@ -142,7 +142,8 @@ def resolve(name: str, models_dir_override: str | os.PathLike | None = None) -> 
             return ResolvedModel(name, found, "torch-hub")
     elif s.source == "pypi":
         folder = _package_folder(s.repo_id)
-        searched.append(str(folder) if folder else f"Python package {s.repo_id.split('/')[0]} (not installed)")
+        package = s.repo_id.split("/")[0]
+        searched.append(str(folder) if folder else f"Python package {package} (not installed)")
         if folder is not None:
             found, missing_py = _find_in_folder(folder, s)
             if not missing_py:
@@ -151,7 +152,7 @@ def resolve(name: str, models_dir_override: str | os.PathLike | None = None) -> 
 
 
 def _package_folder(repo_id: str) -> Path | None:
-    """"<import name>/<folder>" -> that folder of the installed package (found without importing it)."""
+    """ "<import name>/<folder>" -> that folder of the installed package (found without importing it)."""
     import importlib.util
 
     package, _, sub = repo_id.partition("/")

