@@ -83,9 +83,10 @@ def current_run() -> Run | None:
     return next((r for r in _runs if not r.task.finished), None)
 
 
-def start(context, task: StylizeTask, source, synchronous: bool | None = None) -> Run:
+def start(context, task: StylizeTask, source, synchronous: bool | None = None, transform_result=None) -> Run:
     """Queue `task` for the object `source`. Synchronous (default: in background mode) runs it to the end
-    before returning; otherwise it starts (in a worker thread) once the runs queued before it ended."""
+    before returning; otherwise it starts (in a worker thread) once the runs queued before it ended.
+    `transform_result(arrays) -> arrays` is applied to the result before its object is made."""
     if synchronous is None:
         synchronous = bpy.app.background
     if task._launcher is start_local_engine:
@@ -97,6 +98,7 @@ def start(context, task: StylizeTask, source, synchronous: bool | None = None) -
         source_name=source.name,
         matrix_world=source.matrix_world.copy(),
         collections=[c.name for c in source.users_collection],
+        transform_result=transform_result,
     )
     _runs.append(run)
     state = context.window_manager.splatbrush

@@ -165,8 +165,7 @@ class SPLATBRUSH_OT_stylize(bpy.types.Operator):
                 task, transform = scene_data.stylize_task(
                     context, obj, settings, options, style, prefs.device
                 )
-                run = engine_link.start(context, task, obj)
-                run.transform_result = transform
+                run = engine_link.start(context, task, obj, transform_result=transform)
                 runs.append(run)
         except USER_ERRORS as e:
             self.report({"ERROR"}, f"Stylize: {e}")
