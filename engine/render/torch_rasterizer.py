@@ -18,8 +18,8 @@ segmented suffix sum plus a per-pixel sum over the chunks behind; gradients of t
 (means2d, conics, opacities, colours, depths) are scattered back; autograd does the projection.
 Memory: about max_pairs candidate pairs at a time (~100 bytes each) plus 24 bytes per composited pair.
 
-`ColourOnlyView` (end of file) keeps one camera's composited pairs so that a scene whose geometry is frozen
-re-renders with new SH coefficients in one gather and one scatter (stylization).
+`composited_pairs` returns one camera's (pixel, Gaussian, weight) pairs: the stylization colour cache
+(engine/stylize/colorcache.py) re-renders new SH coefficients from them with one sparse product.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from torch import Tensor
 from ..cameras.camera import Camera
 from ..scene.gaussians import GaussianScene
 from .projection import ALPHA_MAX, ALPHA_MIN, T_MIN, Projected, project
-from .sh import eval_sh
 from .types import RenderOutput
 
 LOG_T_MIN = math.log(T_MIN)
@@ -393,55 +392,3 @@ def composited_pairs(
     depth = torch.where(alpha > 0, depth_sum / alpha.clamp_min(1e-10), torch.zeros_like(alpha))
     return CompositedPairs(pix, order.index_select(0, gid), weight, alpha, depth)
 
-
-@dataclass
-class ColourOnlyView:
-    """One camera's composited pairs of a scene whose geometry stays fixed, to re-render quickly while only
-    the SH coefficients change (stylization): alpha, depth and every weight w = alpha T depend on geometry
-    only, so a render is one gather and one scatter. The caller must not change the geometry (means, quats,
-    log_scales, opacity_logits) while using the view; `render` is differentiable w.r.t. `sh` only.
-    Memory: 20 bytes per composited pair (~1.8M pairs for 100k Gaussians at 256x256)."""
-
-    width: int
-    height: int
-    sh_degree: int  # bands used
-    dirs: Tensor  # [N, 3] unit directions camera centre -> Gaussian
-    pairs: CompositedPairs
-
-    @classmethod
-    def prepare(
-        cls,
-        scene: GaussianScene,
-        camera: Camera,
-        sh_degree: int | None = None,
-        max_pairs: int = DEFAULT_MAX_PAIRS,
-    ) -> ColourOnlyView:
-        deg = scene.sh_degree if sh_degree is None else min(sh_degree, scene.sh_degree)
-        with torch.no_grad():
-            campos = torch.as_tensor(camera.position, dtype=scene.means.dtype, device=scene.device)
-            dirs = scene.means - campos
-            dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return cls(camera.width, camera.height, deg, dirs, composited_pairs(scene, camera, max_pairs))
-
-    @property
-    def alpha(self) -> Tensor:  # [H, W]
-        return self.pairs.alpha
-
-    @property
-    def depth(self) -> Tensor:  # [H, W]
-        return self.pairs.depth
-
-    def render(self, sh: Tensor, background: Tensor) -> RenderOutput:
-        """sh [N, K, 3] of the scene the view was prepared for; background [3]."""
-        if sh.shape[0] != self.dirs.shape[0] or sh.shape[1] < (self.sh_degree + 1) ** 2:
-            raise ValueError(
-                f"sh has shape {tuple(sh.shape)}, the view was prepared for {self.dirs.shape[0]} Gaussians "
-                f"with SH degree {self.sh_degree}; prepare a new view for this scene"
-            )
-        p = self.pairs
-        colors = torch.clamp_min(eval_sh(self.sh_degree, sh, self.dirs) + 0.5, 0.0)  # [N, 3]
-        contrib = p.weight[:, None] * colors.index_select(0, p.gaussian)
-        image = torch.zeros(self.height * self.width, 3, dtype=colors.dtype, device=colors.device)
-        image = image.index_add(0, p.pix, contrib).reshape(self.height, self.width, 3)
-        image = image + (1.0 - p.alpha)[..., None] * background.to(colors.dtype)
-        return RenderOutput(image=image, alpha=p.alpha, depth=p.depth)
