@@ -195,22 +195,43 @@ def test_dssd_loss_is_finite_and_reaches_images(dssd):
     assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0
 
 
-def test_dssd_loss_matches_score_distillation_form(dssd):
-    """loss = 0.5 ||grad||² / B with grad = w(t) (ε_DSSD - ε), recomputed from the module's pieces."""
-    batch = _batch(step=7, alpha=0.5, mode="global-fix")
-    loss = dssd(batch)["dssd"]
-    with torch.no_grad():
-        z = dssd.encode(batch.images).float()
-        t_int = dssd_timestep(0.5)
-        t = torch.full((2,), t_int)
-        noise = dssd._noise(tuple(z.shape), 7, shared=True)
-        assert torch.equal(noise[0], noise[1])  # global-fix: one noise sample for every view
-        a = dssd.alphas_cumprod[t_int]
-        eps = dssd.predict_noise(a.sqrt() * z + (1 - a).sqrt() * noise, t, dssd_guidance(0.5))
-        grad = (1 - a) * (eps - noise)
-    assert loss.item() == pytest.approx(0.5 * grad.pow(2).sum().item() / 2, rel=1e-4)
-    free = dssd._noise((2, 4, 8, 8), 7, shared=False)
-    assert not torch.equal(free[0], free[1])
+def test_dssd_loss_against_the_published_sds_formula(dssd, monkeypatch):
+    """Independent reference: SD1.5's scaled-linear DDPM schedule computed by hand, a stub noise predictor
+    with a known output, and the SDS gradient of DreamFusion (eq. 3): dL/dz = w(t) (ε̂ - ε) / B with
+    w(t) = 1 - ᾱ_t, z_t = sqrt(ᾱ_t) z + sqrt(1 - ᾱ_t) ε."""
+    betas = np.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=np.float64) ** 2
+    alphas_bar = np.cumprod(1.0 - betas)
+    np.testing.assert_allclose(dssd.alphas_cumprod.numpy(), alphas_bar, rtol=1e-5)
+    t_expected = round((1 - 0.5**0.5) * 1000)  # alpha = 0.5 -> t = 293, inside [20, 750]
+    a = float(alphas_bar[t_expected])
+
+    g = torch.Generator().manual_seed(11)
+    z_leaf = torch.randn(2, 4, 8, 8, generator=g, requires_grad=True)
+    calls = []
+
+    def stub_predict(z_t, t, guidance):
+        calls.append((z_t.clone(), t.clone(), guidance))
+        return 0.25 * z_t + 0.1  # ε̂, known
+
+    monkeypatch.setattr(dssd, "encode", lambda images: z_leaf * 1.0)
+    monkeypatch.setattr(dssd, "predict_noise", stub_predict)
+    loss = dssd(_batch(step=7, alpha=0.5, mode="global-fix"))["dssd"]
+    loss.backward()
+
+    ((z_t, t, guidance),) = calls
+    assert t.tolist() == [t_expected, t_expected] and guidance == 7.5  # max(7.5, 20 * 0.5²)
+    z = z_leaf.detach().double()
+    noise = (z_t.double() - a**0.5 * z) / (1 - a) ** 0.5  # the ε the module drew
+    assert torch.allclose(noise[0], noise[1], atol=1e-5)  # global-fix: one noise sample for all views
+    assert 0.5 < float(noise.std()) < 1.5  # a standard normal draw, not zeros
+    grad = (1 - a) * ((0.25 * z_t.double() + 0.1) - noise)
+    assert loss.item() == pytest.approx(0.5 * float(grad.pow(2).sum()) / 2, rel=1e-4)
+    torch.testing.assert_close(z_leaf.grad.double(), grad / 2, rtol=1e-4, atol=1e-6)
+
+    calls.clear()
+    dssd(_batch(step=7, alpha=0.5, mode="global"))
+    free = (calls[0][0].double() - a**0.5 * z) / (1 - a) ** 0.5
+    assert not torch.allclose(free[0], free[1], atol=1e-3)  # global: independent noise per view
 
 
 def test_dssd_built_by_the_loop_interface(tiny_root, style):
