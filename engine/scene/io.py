@@ -1,7 +1,7 @@
 """Scene files <-> `GaussianScene`: a thin torch layer over the pure-numpy `shared_protocol.splatfile`.
 
-    scene = load_scene("in.ply")            # .ply, .compressed.ply or .splat
-    save_scene(scene, "out.ply")            # .ply or .splat (by extension)
+    scene = load_scene("in.spz")            # any format of shared_protocol.splatfile.registry (sniffed)
+    save_scene(scene, "out.sog")            # the format the extension names (.ply, .spz, .sog, .glb, ...)
 
 Errors are `SceneFormatError` naming the file: file-format problems (same message as the underlying
 `SplatFileError`) and scenes that fail `GaussianScene` validation (NaN, all-zero quaternions, ...).
@@ -85,14 +85,17 @@ def load_scene_with_extra(
 def load_scene(
     path: str | os.PathLike, device: torch.device | str | None = None, fuse_filter_3d: bool = False
 ) -> GaussianScene:
-    """Read a .ply (INRIA, gsplat, Mip-Splatting), PlayCanvas .compressed.ply or .splat file."""
+    """Read a splat file: .ply (INRIA, gsplat, Mip-Splatting; binary, ASCII, big-endian), PlayCanvas
+    .compressed.ply, .splat, Niantic .spz, PlayCanvas SOG (.sog or meta.json / its folder), glTF/GLB with
+    KHR_gaussian_splatting. Every bad file gives one SceneFormatError naming the file and the problem."""
     return load_scene_with_extra(path, device=device, fuse_filter_3d=fuse_filter_3d)[0]
 
 
 def save_scene(
     scene: GaussianScene, path: str | os.PathLike, extra: dict[str, np.ndarray] | None = None
 ) -> None:
-    """Write a scene as .ply or .splat (by extension; .splat keeps only SH degree 0). Atomic replace."""
+    """Write a scene in the format its extension names (.ply, .compressed.ply, .splat, .spz, .sog, meta.json,
+    .glb, .gltf; lossy formats quantise, see docs/formats.md). Atomic replace."""
     try:
         write_splats(scene_to_arrays(scene, extra), path)
     except SplatFileError as e:

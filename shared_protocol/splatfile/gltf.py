@@ -79,9 +79,18 @@ def _json(path, raw: bytes) -> dict:
         doc = json.loads(raw.decode("utf-8").rstrip(" \0"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SplatFileError(path, f"the glTF JSON is not valid ({e})") from None
-    if not isinstance(doc, dict) or not str(doc.get("asset", {}).get("version", "")).startswith("2"):
+    asset = doc.get("asset") if isinstance(doc, dict) else None
+    if not isinstance(asset, dict) or not str(asset.get("version", "")).startswith("2"):
         raise SplatFileError(path, "not a glTF 2.0 document (asset.version is not 2.x)")
     return doc
+
+
+def _ints(path, obj: dict, where: str, *keys: str) -> None:
+    """The `keys` present in `obj` are non-negative integers (glTF indices, counts, offsets)."""
+    for key in keys:
+        value = obj.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise SplatFileError(path, f"{where}: {key} {value!r} is not a non-negative integer")
 
 
 class _Buffers:
@@ -94,7 +103,10 @@ class _Buffers:
         buffers = self.doc.get("buffers", [])
         if not 0 <= index < len(buffers):
             raise SplatFileError(self.path, f"buffer {index} does not exist ({len(buffers)} buffers)")
+        _ints(self.path, buffers[index], f"buffer {index}", "byteLength")
         uri = buffers[index].get("uri")
+        if uri is not None and not isinstance(uri, str):
+            raise SplatFileError(self.path, f"buffer {index}: uri {uri!r} is not a string")
         if uri is None:
             if self.glb_bin is None:
                 raise SplatFileError(
@@ -136,6 +148,7 @@ class _Buffers:
             )
         if "sparse" in acc:
             raise SplatFileError(self.path, f"{name}: sparse accessors are not supported")
+        _ints(self.path, acc, f"{name}: accessor {index}", "count", "byteOffset", "bufferView")
         width, dtype = WIDTH[kind], np.dtype(COMPONENTS[ctype])
         if "bufferView" not in acc:
             return np.zeros((count, width)), ctype
@@ -143,6 +156,8 @@ class _Buffers:
         if not 0 <= acc["bufferView"] < len(views):
             raise SplatFileError(self.path, f"{name}: bufferView {acc['bufferView']} does not exist")
         view = views[acc["bufferView"]]
+        _ints(self.path, view, f"bufferView {acc['bufferView']}", "buffer", "byteOffset", "byteLength")
+        _ints(self.path, view, f"bufferView {acc['bufferView']}", "byteStride")
         data = self.buffer(view.get("buffer", -1))
         start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
         item = width * dtype.itemsize
@@ -165,7 +180,30 @@ class _Buffers:
         return values, ctype
 
 
+def _objects(path, owner: dict, key: str, where: str) -> list[dict]:
+    """`owner[key]` as a list of JSON objects (missing: empty), or a SplatFileError naming `where`."""
+    value = owner.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise SplatFileError(path, f"the glTF {where}{key} is not a list of objects: {str(value)[:60]}")
+    return value
+
+
+def _check_structure(path, doc: dict) -> None:
+    """The arrays the reader walks are lists of objects (so that a malformed file gives a clear error)."""
+    for key in ("accessors", "bufferViews", "buffers", "nodes"):
+        _objects(path, doc, key, "")
+    for key in ("extensionsUsed", "extensionsRequired"):
+        if not isinstance(doc.get(key, []), list):
+            raise SplatFileError(path, f"the glTF {key} is not a list")
+    for m, mesh in enumerate(_objects(path, doc, "meshes", "")):
+        for p, prim in enumerate(_objects(path, mesh, "primitives", f"meshes[{m}].")):
+            for key in ("attributes", "extensions"):
+                if not isinstance(prim.get(key, {}), dict):
+                    raise SplatFileError(path, f"the glTF meshes[{m}].primitives[{p}].{key} is not an object")
+
+
 def _splat_primitives(path, doc: dict) -> list[tuple[int, dict]]:
+    _check_structure(path, doc)
     found = []
     for m, mesh in enumerate(doc.get("meshes", [])):
         for prim in mesh.get("primitives", []):

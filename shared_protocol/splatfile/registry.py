@@ -12,12 +12,26 @@ from __future__ import annotations
 
 import importlib
 import os
+import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import SplatFileError
 
 SNIFF_BYTES = 1 << 16
+MALFORMED = (
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    EOFError,
+    OverflowError,
+    struct.error,
+    zlib.error,
+)
+"""What decoding a malformed file can raise beyond the readers' own checks (numpy, struct, json, zlib)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +67,14 @@ class SplatFormat:
         return getattr(importlib.import_module(module, __package__), func)
 
     def read(self, path, **kwargs):
-        return self._load(self.reader, "read", path)(path, **kwargs)
+        reader = self._load(self.reader, "read", path)
+        try:
+            return reader(path, **kwargs)
+        except SplatFileError:
+            raise
+        except MALFORMED as e:  # a case no reader check foresaw: still one error naming the file
+            detail = f"{type(e).__name__}: {e}"[:200]
+            raise SplatFileError(path, f"malformed {self.description} file ({detail})") from None
 
     def write(self, arrays, path, **options):
         unknown = sorted(set(options) - set(self.write_options))
@@ -196,7 +217,7 @@ def _is_sog(head: bytes, path: str) -> bool:
         try:
             with zipfile.ZipFile(path) as z:
                 return "meta.json" in z.namelist()
-        except (zipfile.BadZipFile, OSError):
+        except (zipfile.BadZipFile, OSError, NotImplementedError):
             return False
     text = _json_head(head)
     return text is not None and b'"means"' in text and b'"sh0"' in text

@@ -31,6 +31,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -70,7 +71,7 @@ class _Files:
                 self.zip = zipfile.ZipFile(self.path)
             except FileNotFoundError:
                 raise SplatFileError(path, "file not found") from None
-            except (zipfile.BadZipFile, OSError) as e:
+            except (zipfile.BadZipFile, OSError, NotImplementedError) as e:
                 raise SplatFileError(path, f"not a bundled SOG: not a readable zip file ({e})") from None
 
     def read(self, name: str) -> bytes:
@@ -80,7 +81,7 @@ class _Files:
             except KeyError:
                 members = ", ".join(self.zip.namelist()[:12])
                 raise SplatFileError(self.path, f"the SOG zip has no {name!r} (it holds {members})") from None
-            except (zipfile.BadZipFile, OSError, EOFError) as e:
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as e:
                 raise SplatFileError(self.path, f"cannot read {name!r} from the SOG zip ({e})") from None
         try:
             with open(os.path.join(self.folder, name), "rb") as f:
@@ -112,7 +113,11 @@ def _meta(path, files: _Files) -> dict:
     for key in ("count", "means", "scales", "quats", "sh0"):
         if key not in meta:
             raise SplatFileError(path, f"meta.json has no {key!r}")
-    if not isinstance(meta["count"], int) or meta["count"] <= 0:
+        if key != "count" and not isinstance(meta[key], dict):
+            raise SplatFileError(path, f"meta.json {key} is not an object: {str(meta[key])[:60]}")
+    if meta.get("shN") is not None and not isinstance(meta["shN"], dict):
+        raise SplatFileError(path, f"meta.json shN is not an object: {str(meta['shN'])[:60]}")
+    if not isinstance(meta["count"], int) or isinstance(meta["count"], bool) or meta["count"] <= 0:
         raise SplatFileError(path, f"meta.json count {meta['count']!r} is not a positive integer")
     return meta
 
@@ -125,11 +130,18 @@ def _field(path, meta: dict, key: str, sub: str, length: int | None = None) -> l
     return value
 
 
+def _numbers(path, meta: dict, key: str, sub: str, length: int) -> np.ndarray:
+    values = _field(path, meta, key, sub, length)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise SplatFileError(path, f"meta.json {key}.{sub} holds values that are not numbers")
+    out = np.asarray(values, np.float64)
+    if not np.isfinite(out).all():
+        raise SplatFileError(path, f"meta.json {key}.{sub} has non-finite values")
+    return out
+
+
 def _codebook(path, meta: dict, key: str) -> np.ndarray:
-    book = np.asarray(_field(path, meta, key, "codebook", 256), np.float64)
-    if not np.isfinite(book).all():
-        raise SplatFileError(path, f"meta.json {key}.codebook has non-finite values")
-    return book
+    return _numbers(path, meta, key, "codebook", 256)
 
 
 # ---------------------------------------------------------------------------------------------- read
@@ -141,7 +153,8 @@ def read_sog(path: str | os.PathLike, check_finite: bool = True) -> SplatArrays:
     shape: list[tuple[int, int]] = []
 
     def image(key: str, index: int) -> np.ndarray:  # [N, 4] pixels of Gaussians 0..N-1
-        name = _field(path, meta, key, "files")[index] if index < len(meta[key].get("files", [])) else None
+        files_list = _field(path, meta, key, "files")
+        name = files_list[index] if index < len(files_list) else None
         if not isinstance(name, str):
             raise SplatFileError(path, f"meta.json {key}.files has no entry {index}")
         px = _decode_webp(path, name, files.read(name))
@@ -154,8 +167,8 @@ def read_sog(path: str | os.PathLike, check_finite: bool = True) -> SplatArrays:
         return px.reshape(-1, 4)[:n]
 
     lo, hi = image("means", 0), image("means", 1)
-    mins = np.asarray(_field(path, meta, "means", "mins", 3), np.float64)
-    maxs = np.asarray(_field(path, meta, "means", "maxs", 3), np.float64)
+    mins = _numbers(path, meta, "means", "mins", 3)
+    maxs = _numbers(path, meta, "means", "maxs", 3)
     q = (hi[:, :3].astype(np.float64) * 256.0 + lo[:, :3]) / 65535.0
     t = mins + (maxs - mins) * q
     means = (np.sign(t) * np.expm1(np.abs(t))).astype(np.float32)
@@ -204,7 +217,9 @@ def _read_shn(path, meta: dict, files: _Files, labels_px: np.ndarray, n: int) ->
         raise SplatFileError(path, f"meta.json shN.count {count!r} is not 1..{PALETTE_MAX}")
     coeffs = SH_COEFFS[bands]
     book = _codebook(path, meta, "shN")
-    name = _field(path, meta, "shN", "files")[0]
+    name = _field(path, meta, "shN", "files", 2)[0]
+    if not isinstance(name, str):
+        raise SplatFileError(path, f"meta.json shN.files[0] is not a file name: {name!r}")
     cent = _decode_webp(path, name, files.read(name))
     rows = -(-count // 64)
     if cent.shape[1] != 64 * coeffs or cent.shape[0] < rows:
