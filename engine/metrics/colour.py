@@ -12,7 +12,7 @@ from torch import Tensor
 METRIC_SEED = 20250415
 METRIC_DIRECTIONS = 128
 METRIC_STYLE_HEIGHT = 256
-MAX_POINTS = 200_000
+MAX_POINTS = 50_000  # subsampled with a stride above this: ~0.1 unit of W2, 4x faster than 200k
 
 
 def _lab(images: Tensor) -> Tensor:

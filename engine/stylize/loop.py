@@ -330,11 +330,8 @@ def finish(job: _Job, scene, style, interrupted: bool, resumed_from, t_start: fl
     }
     if config.final_metrics and not interrupted:
         with timer("final_metrics"):
-            v = job.views
             stylized = result_scene.to(device=job.work.sh.device)
-            report["metrics"] = final_metrics(
-                v.operators, stylized, style, v.cameras, config, v.originals, v.masks
-            )
+            report["metrics"] = final_metrics(job.views, stylized, style, config)
     timer.add("total", time.perf_counter() - t_start)
     report["timings"] = timer.summary()
     return StylizeResult(result_scene, interrupted, report, job.views.cameras, len(job.history))

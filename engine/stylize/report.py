@@ -14,7 +14,6 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from ..cameras.camera import Camera
 from ..render import render
 from ..scene.gaussians import GaussianScene
 from .config import StylizeConfig
@@ -65,39 +64,32 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:  # [3, H, W] in [0, 1] -> [H, W
 
 
 def final_metrics(
-    operators,
+    views,  # views.PreparedViews: cameras, originals, masks, depths, operators
     stylized: GaussianScene,
-    style: np.ndarray,
-    cams: list[Camera],
+    style: np.ndarray,  # uint8 [H, W, 3]
     config: StylizeConfig,
-    originals: list[torch.Tensor],
-    masks: list[torch.Tensor],
 ) -> dict:
-    """Colour distance to the style (original and stylized, their ratio) and luminance SSIM, on all views."""
-    from .. import metrics
+    """report.json "metrics": `engine.metrics.final_metrics` on the job's views (colour distance, luminance
+    SSIM, depth-exact consistency, learned style score, CLIP/CSD when on disk). Never fails the job: a
+    problem becomes a note."""
+    from ..metrics import MetricsConfig
+    from ..metrics import final_metrics as compute
 
     bg = torch.tensor(config.background, dtype=stylized.sh.dtype, device=stylized.sh.device)
-    with torch.no_grad():
-        if operators is not None:
-            imgs = [op.render(stylized.sh, bg)[None] for op in operators]
-        else:
-            imgs = [
-                render(stylized, c, background=bg, backend=config.render_backend).image.permute(2, 0, 1)[None]
-                for c in cams
-            ]
-    if len({tuple(i.shape) for i in imgs}) != 1:
-        return {}
-    im1 = torch.cat(imgs).cpu()
-    im0 = torch.cat(originals).cpu()
-    m = torch.cat(masks).cpu()
-    if int((m > 0.5).sum()) == 0:
-        return {}
-    sp = metrics.style_pixels_lab(style)
-    d0 = metrics.style_color_distance(im0, m, sp)
-    d1 = metrics.style_color_distance(im1, m, sp)
-    return {
-        "style_distance_original": d0,
-        "style_distance_stylized": d1,
-        "style_distance_ratio": d1 / d0 if d0 > 0 else float("nan"),
-        "ssim_luminance": metrics.luminance_ssim(im0, im1, m),
-    }
+    images = []
+    with torch.no_grad():  # one view at a time
+        for i, cam in enumerate(views.cameras):
+            if views.operators is not None:
+                img = views.operators[i].render(stylized.sh, bg)
+            else:
+                img = render(stylized, cam, background=bg, backend=config.render_backend).image.permute(
+                    2, 0, 1
+                )
+            images.append(img.float().cpu())
+    originals = [o[0].float().cpu() for o in views.originals]
+    masks = [m[0, 0].float().cpu() for m in views.masks]
+    depths = [d.float().cpu() for d in views.depths]
+    try:
+        return compute(originals, images, masks, depths, views.cameras, style, MetricsConfig())
+    except ValueError as e:  # e.g. no view shows the object
+        return {"notes": [f"metrics skipped: {e}"]}

@@ -33,6 +33,7 @@ class PreparedViews:
     operators: list | None  # colorcache.ViewOperator per view, or None (full renderer every step)
     originals: list[Tensor]  # [1, 3, H, W] renders of the unstylized scene
     masks: list[Tensor]  # [1, 1, H, W] their alpha
+    depths: list[Tensor]  # [H, W] their expected depth (the geometry never changes: valid all job long)
     views_per_step: int  # config.views_per_step, or 1 when the views differ in size
     note: str | None = None  # why the colour cache is not used, when it is not
 
@@ -73,22 +74,24 @@ def prepare_views(
     operators, note = color_cache(scene, cams, bg, config, should_stop)
     timings["colour_cache"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    originals, masks = [], []
+    originals, masks, depths = [], [], []
     with torch.no_grad():
         for i, cam in enumerate(cams):
             if should_stop is not None and should_stop():
                 raise Stopped()
             if operators is not None:
-                image, alpha = operators[i].render(scene.sh, bg), operators[i].alpha
+                op = operators[i]
+                image, alpha, depth = op.render(scene.sh, bg), op.alpha, op.depth
             else:
                 out = render(scene, cam, background=bg, backend=config.render_backend)
-                image, alpha = out.image.permute(2, 0, 1), out.alpha
+                image, alpha, depth = out.image.permute(2, 0, 1), out.alpha, out.depth
             originals.append(image[None].contiguous())  # [1, 3, H, W]
             masks.append(alpha[None, None].contiguous())  # [1, 1, H, W]
+            depths.append(depth.contiguous())  # [H, W]
     timings["original_renders"] = time.perf_counter() - t0
     same_size = len({(c.width, c.height) for c in cams}) == 1
     views_per_step = config.views_per_step if same_size else 1
-    return PreparedViews(cams, bg, operators, originals, masks, views_per_step, note)
+    return PreparedViews(cams, bg, operators, originals, masks, depths, views_per_step, note)
 
 
 def color_cache(
