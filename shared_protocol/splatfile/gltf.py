@@ -16,9 +16,12 @@ local space of its mesh: node transforms are not applied (`read_gltf` says how m
 in `meta["gltf_node_transforms"]`). No axis change (glTF is y-up; a pre-trained scene keeps its axes).
 
 Written as one mesh, one POINTS primitive, one node; float accessors; `.glb` (binary) or `.gltf` (JSON with
-the buffer embedded as base64). Round trip: positions and SH bit-exact; log scale and opacity logit through
-float32 exp/log and sigmoid/logit (log scale within 2 float32 ulps of exp's argument; opacity logit within
-1e-6 * (1 + e^|logit|), i.e. exact to float32 where |logit| < 8); quaternions come back normalised.
+the buffer embedded as base64). Round trip: bit-exact, because the raw log scales, opacity logits and
+quaternions also go into application-specific attributes (`_SPLATBRUSH_*`, which other readers ignore; read
+back only when the standard attributes equal what they decode to). Without them (`exact=False`, or a file
+from another tool): positions and SH bit-exact; log scale and opacity logit through float32 exp/log and
+sigmoid/logit (log scale within 2^-23 * (1 + |log scale|); opacity logit within 1e-6 * (1 + e^|logit|));
+quaternions come back normalised.
 """
 
 from __future__ import annotations
@@ -47,6 +50,17 @@ ALLOWED = {  # attribute -> (type, component types)
     PREFIX + "SCALE": ("VEC3", (5126, 5121, 5123)),
     PREFIX + "OPACITY": ("SCALAR", (5126, 5121, 5123)),
 }
+
+
+# Application-specific attributes (glTF: names start with "_"; other readers ignore them) holding the raw
+# parameters, so that our own write -> read is bit-exact. Used on read only when the standard attributes are
+# exactly what they decode to, so a file edited by another tool reads from the standard ones.
+RAW_LOG_SCALE, RAW_OPACITY, RAW_QUAT = (
+    "_SPLATBRUSH_LOG_SCALE",
+    "_SPLATBRUSH_OPACITY_LOGIT",
+    "_SPLATBRUSH_QUAT_WXYZ",
+)
+RAW_ATTRIBUTES = {RAW_LOG_SCALE: "VEC3", RAW_OPACITY: "SCALAR", RAW_QUAT: "VEC4"}
 
 
 def sh_attribute(degree: int, n: int) -> str:
@@ -265,7 +279,42 @@ def _read_primitive(path, buffers: _Buffers, prim: dict) -> SplatArrays:
     with np.errstate(divide="ignore"):
         log_scales = np.log(np.maximum(scale, 1e-30)).astype(np.float32)
     quats = cols[PREFIX + "ROTATION"][:, [3, 0, 1, 2]].astype(np.float32)
-    return SplatArrays(cols["POSITION"].astype(np.float32), quats, log_scales, logit(opacity), sh)
+    arrays = SplatArrays(cols["POSITION"].astype(np.float32), quats, log_scales, logit(opacity), sh)
+    _use_raw(buffers, attrs, cols, arrays)
+    return arrays
+
+
+def _use_raw(buffers: _Buffers, attrs: dict, cols: dict, arrays: SplatArrays) -> None:
+    """Take the raw parameters from our `_SPLATBRUSH_*` attributes where the standard ones match them."""
+    if not all(name in attrs for name in RAW_ATTRIBUTES):
+        return
+    raw = {}
+    for name, kind in RAW_ATTRIBUTES.items():
+        values, ctype = buffers.accessor(attrs[name], name)
+        if ctype != 5126 or values.shape != (arrays.num_gaussians, WIDTH[kind]):
+            return
+        raw[name] = values.astype(np.float32)
+    std_scale, std_opacity, std_rot = _standard_columns(
+        raw[RAW_QUAT], raw[RAW_LOG_SCALE], raw[RAW_OPACITY][:, 0]
+    )
+    if (
+        np.array_equal(std_scale, cols[PREFIX + "SCALE"].astype(np.float32))
+        and np.array_equal(std_opacity[:, 0], cols[PREFIX + "OPACITY"][:, 0].astype(np.float32))
+        and np.array_equal(std_rot, cols[PREFIX + "ROTATION"].astype(np.float32))
+    ):
+        arrays.log_scales, arrays.opacity_logits, arrays.quats = (
+            raw[RAW_LOG_SCALE],
+            raw[RAW_OPACITY][:, 0],
+            raw[RAW_QUAT],
+        )
+
+
+def _standard_columns(quats: np.ndarray, log_scales: np.ndarray, logits: np.ndarray):
+    """The extension's float32 SCALE, OPACITY [N, 1] and ROTATION (xyzw) of raw parameters."""
+    scale = np.exp(log_scales.astype(np.float64)).astype("<f4")
+    opacity = sigmoid(logits).astype("<f4")[:, None]
+    rotation = unit_quats(quats)[:, [1, 2, 3, 0]].astype("<f4")
+    return scale, opacity, rotation
 
 
 def _concat(parts: list[SplatArrays]) -> SplatArrays:
@@ -299,18 +348,24 @@ def read_gltf(path: str | os.PathLike, check_finite: bool = True) -> SplatArrays
 
 
 # ---------------------------------------------------------------------------------------------- write
-def gltf_document(arrays: SplatArrays) -> tuple[dict, bytes]:
-    """The glTF JSON (without buffer uri) and its binary buffer for `arrays`."""
+def gltf_document(arrays: SplatArrays, exact: bool = True) -> tuple[dict, bytes]:
+    """The glTF JSON (without buffer uri) and its binary buffer for `arrays`. `exact`: also write the raw
+    parameters as `_SPLATBRUSH_*` attributes (bit-exact read back; 32 bytes more a Gaussian)."""
     n = arrays.num_gaussians
+    scale, opacity, rotation = _standard_columns(arrays.quats, arrays.log_scales, arrays.opacity_logits)
     columns = [
         ("POSITION", arrays.means.astype("<f4"), "VEC3"),
-        (PREFIX + "ROTATION", unit_quats(arrays.quats)[:, [1, 2, 3, 0]].astype("<f4"), "VEC4"),
-        (PREFIX + "SCALE", np.exp(arrays.log_scales.astype(np.float64)).astype("<f4"), "VEC3"),
-        (PREFIX + "OPACITY", sigmoid(arrays.opacity_logits).astype("<f4")[:, None], "SCALAR"),
+        (PREFIX + "ROTATION", rotation, "VEC4"),
+        (PREFIX + "SCALE", scale, "VEC3"),
+        (PREFIX + "OPACITY", opacity, "SCALAR"),
     ]
     for d in range(arrays.sh_degree + 1):
         for i in range(2 * d + 1):
             columns.append((sh_attribute(d, i), np.ascontiguousarray(arrays.sh[:, d * d + i], "<f4"), "VEC3"))
+    if exact:
+        columns.append((RAW_LOG_SCALE, arrays.log_scales.astype("<f4"), "VEC3"))
+        columns.append((RAW_OPACITY, arrays.opacity_logits.astype("<f4")[:, None], "SCALAR"))
+        columns.append((RAW_QUAT, arrays.quats.astype("<f4"), "VEC4"))
     blob, views, accessors, attributes = bytearray(), [], [], {}
     for i, (name, values, kind) in enumerate(columns):
         views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": values.nbytes})
@@ -345,10 +400,12 @@ def gltf_document(arrays: SplatArrays) -> tuple[dict, bytes]:
     return doc, bytes(blob)
 
 
-def write_gltf(arrays: SplatArrays, path: str | os.PathLike) -> None:
-    """`.glb` (binary container) or `.gltf` (JSON, buffer as a base64 data URI). Extras are dropped."""
+def write_gltf(arrays: SplatArrays, path: str | os.PathLike, exact: bool = True) -> None:
+    """`.glb` (binary container) or `.gltf` (JSON, buffer as a base64 data URI). Extras are dropped.
+    `exact=False`: only the extension's attributes (scales, opacities, rotations then round through float32
+    exp/sigmoid/normalisation; see the module docstring)."""
     checked(arrays, path)
-    doc, blob = gltf_document(arrays)
+    doc, blob = gltf_document(arrays, exact)
     if os.fspath(path).lower().endswith(".gltf"):
         doc["buffers"][0]["uri"] = "data:application/octet-stream;base64," + base64.b64encode(blob).decode()
         with atomic_output(path) as f:

@@ -254,7 +254,10 @@ _BUILTIN = (
         ".gltf:read_gltf",
         ".gltf:write_gltf",
         _is_gltf,
-        notes="float32 linear scales and opacities, unit quaternions; extras dropped",
+        lossless=True,
+        write_options=("exact",),
+        notes="float32 linear scales and opacities, unit quaternions (raw values kept in _SPLATBRUSH_* "
+        "attributes: bit-exact read back); extras dropped",
     ),
     SplatFormat(
         "sog",

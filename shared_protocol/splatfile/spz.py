@@ -28,11 +28,12 @@ for RDF. `axes="file"` keeps the stored axes.
 
 Degree-4 SH (spz allows it) is read as degree 3: the 9 degree-4 coefficients per channel are dropped.
 
-Quantisation error of a write -> read round trip (the spec's steps; tested in tests/test_format_spz.py):
-positions <= 2^-(fractionalBits+1) (12 bits: 0.12 mm per unit), log scales <= 1/32, f_dc <= 1/(2*0.15*255),
-opacity <= 1/510 (before the logit), SH <= bucket/256 (1/32 degree 1, 1/16 degree 2-3; inside [-1, 1)),
-rotations (as an angle between unit quaternions) v2 about 2 * 1.5 * (0.5/127.5) rad, v3-4 <= 4 * sqrt(3) *
-(0.5/511) * sqrt(1/2) rad.
+Quantisation error of a write -> read round trip (the spec's steps; tested in
+tests/test_scene_formats_quant.py, listed in docs/formats.md): positions <= 2^-(fractionalBits+1) (12 bits:
+0.12 mm per metre), log scales <= 1/32, f_dc <= 1/(2*0.15*255) (displayed colour within 0.94/255), opacity
+<= 1/510 (after the sigmoid), SH <= (bucket/2 + 1/2)/128 (0.035 degree 1, 0.066 degree 2-3; inside [-1, 1));
+rotations: v3-4 each stored component within half the smallest-three step sqrt(1/2)/511 (angle <= 4 sqrt(3)
+of that half step), v2 x, y, z within 0.5/127.5 with w derived (large angle errors where w is near 0).
 """
 
 from __future__ import annotations
