@@ -144,3 +144,54 @@ def test_convert_fuse_filter_3d(cli, tmp_path: Path, capsys: pytest.CaptureFixtu
     b = read_splats(tmp_path / "fused.ply")
     assert "filter_3D" not in b.extra and (b.log_scales > a.log_scales).all()
     assert (b.opacity_logits < a.opacity_logits).all() and b.means.tobytes() == a.means.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "count", "degree"),
+    [
+        ("fourth_st.spz", "Niantic .spz", "131,199", 3),
+        ("st_peter.sog", "PlayCanvas SOG", "133,618", 0),
+        ("playbot_sog", "PlayCanvas SOG", "500,000", 2),
+    ],
+)
+def test_info_on_real_web_formats(
+    cli, shared_data: Path, capsys, name: str, fmt: str, count: str, degree: int
+):
+    pytest.importorskip("PIL")
+    assert cli(["info", str(shared_data / "scenes" / name)]) == 0
+    out = capsys.readouterr().out
+    assert fmt in out and count in out and f"sh degree    {degree}" in out
+
+
+@pytest.mark.parametrize(
+    "out_name", ["o.spz", "o.sog", "o.glb", "o.gltf", "o.compressed.ply", "sog/meta.json"]
+)
+def test_convert_to_every_writable_format_and_back(cli, tmp_path: Path, capsys, out_name: str) -> None:
+    pytest.importorskip("PIL")
+    a = small_arrays(deg=1)
+    write_splats(a, tmp_path / "a.ply")
+    out = tmp_path / out_name
+    out.parent.mkdir(exist_ok=True)
+    assert cli(["convert", str(tmp_path / "a.ply"), str(out)]) == 0
+    err = capsys.readouterr().err
+    assert cli(["convert", str(out.parent if out.name == "meta.json" else out), str(tmp_path / "b.ply")]) == 0
+    b = read_splats(tmp_path / "b.ply")
+    assert b.num_gaussians == 300 and b.sh_degree == 1
+    if out_name.endswith((".glb", ".gltf")):  # lossless: the same values (extras are dropped)
+        assert b.means.tobytes() == a.means.tobytes() and b.sh.tobytes() == a.sh.tobytes()
+        assert b.log_scales.tobytes() == a.log_scales.tobytes()
+    else:  # lossy: the convert note says so
+        assert "note:" in err
+        assert np.abs(np.sort(b.means, axis=0) - np.sort(a.means, axis=0)).max() < 0.01
+
+
+def test_convert_spz_version_4_and_bad_spz(cli, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("zstandard")
+    write_splats(small_arrays(), tmp_path / "a.ply")
+    assert cli(["convert", str(tmp_path / "a.ply"), str(tmp_path / "a.spz"), "--spz-version", "4"]) == 0
+    assert (tmp_path / "a.spz").read_bytes()[:4] == b"NGSP"
+    (tmp_path / "cut.spz").write_bytes((tmp_path / "a.spz").read_bytes()[:100])
+    capsys.readouterr()
+    assert cli(["info", str(tmp_path / "cut.spz")]) == 2
+    err = capsys.readouterr().err
+    assert "cut.spz:" in err and "Traceback" not in err
