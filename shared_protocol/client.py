@@ -26,6 +26,7 @@ import zmq
 
 from . import fields as F
 from .codec import DEFAULT_LIMITS, CodecLimits, recv_message
+from .credentials import check_submit_limits, load_key, load_token
 from .errors import (
     EngineUnavailable,
     JobCancelled,
@@ -87,25 +88,6 @@ def _info_event(info: JobInfo) -> ProgressEvent:
         state=info.state,
         message=info.error or "",
     )
-
-
-def _load_key(key: bytes | str | os.PathLike, secret: bool) -> tuple[bytes, bytes | None]:
-    """A z85 public key (40 bytes) or a zmq.auth certificate file -> (public, secret or None)."""
-    if isinstance(key, bytes) and len(key) == 40:
-        return key, None
-    if isinstance(key, str) and len(key) == 40 and not os.path.exists(key):
-        return key.encode(), None
-    import zmq.auth
-
-    path = os.fspath(key)
-    if not os.path.isfile(path):
-        raise ValueError(f"CURVE key {path!r} is neither a 40-character z85 key nor a key file")
-    public, sec = zmq.auth.load_certificate(path)
-    if secret and sec is None:
-        raise ValueError(
-            f"{path} holds no secret key; pass the .key_secret file written by `splatbrush keys generate`"
-        )
-    return public, sec
 
 
 class JobHandle:
@@ -235,8 +217,12 @@ class EngineClient:
         timeout: float = 10.0,
         limits: CodecLimits = DEFAULT_LIMITS,
         context: zmq.Context | None = None,
+        token: str | None = None,
     ):
+        """`token`: this user's client token (default: `load_token()`, ~/.config/splatbrush/client.token); a
+        loopback engine shows a client only the jobs submitted with the same token."""
         self.address = address
+        self.token = token if token is not None else load_token()
         self.timeout = float(timeout)
         self.limits = limits
         self.version: int | None = None
@@ -251,11 +237,11 @@ class EngineClient:
                 raise ValueError(
                     "a CURVE server needs client_keys too (`splatbrush keys generate --name client`)"
                 )
-            server_pub, _ = _load_key(server_public_key, secret=False)
+            server_pub, _ = load_key(server_public_key, secret=False)
             if isinstance(client_keys, tuple):
                 cpub, csec = client_keys
             else:
-                cpub, csec = _load_key(client_keys, secret=True)
+                cpub, csec = load_key(client_keys, secret=True)
             self._curve = (server_pub, cpub, csec)  # type: ignore[assignment]
         elif client_keys is not None:
             raise ValueError("client_keys given without server_public_key")
@@ -347,6 +333,18 @@ class EngineClient:
         if self.version is None and not isinstance(msg, Hello):
             self.hello()
         t = self.timeout if timeout is None else timeout
+        reply = self._exchange(msg, t)
+        if isinstance(reply, Error) and reply.code == "hello_required" and not isinstance(msg, Hello):
+            self.hello()  # the engine restarted (or forgot this connection): say who we are, ask again
+            reply = self._exchange(msg, t)
+        if isinstance(reply, Error):
+            if reply.code == "version_mismatch":
+                raise VersionMismatch(reply.message)
+            raise RemoteError(reply.code, reply.message)
+        return reply
+
+    def _exchange(self, msg: Message, t: float) -> Message:
+        """Send `msg`, return the reply that carries its request id (events on the way are queued)."""
         rid = uuid.uuid4().hex[:16]
         self._send(msg, rid, t)
         end = time.monotonic() + t
@@ -358,16 +356,13 @@ class EngineClient:
             if rrid is None:
                 self._handle_event(reply)
             elif rrid == rid:
-                if isinstance(reply, Error):
-                    if reply.code == "version_mismatch":
-                        raise VersionMismatch(reply.message)
-                    raise RemoteError(reply.code, reply.message)
                 return reply
 
     # ------------------------------------------------------------------------------------------ API
     def hello(self) -> Welcome:
         """Negotiate the protocol version (done automatically before the first request)."""
-        reply = self._request(Hello(list(SUPPORTED_VERSIONS), client=f"splatbrush-client/{os.getpid()}"))
+        hello = Hello(list(SUPPORTED_VERSIONS), client=f"splatbrush-client/{os.getpid()}", token=self.token)
+        reply = self._request(hello)
         if not isinstance(reply, Welcome):
             raise ProtocolError(f"engine answered hello with {reply.TYPE!r}")
         self.version, self.welcome = reply.version, reply
@@ -394,10 +389,13 @@ class EngineClient:
         settings: dict[str, Any] | None = None,
         name: str = "",
         watch: bool = True,
+        idempotency_key: str | None = None,
+        retries: int = 1,
     ) -> JobHandle:
         """Queue a stylization job. `style_image` is uint8 [H, W, 3]; `cameras` in Camera.to_dict() form
         (None: the engine picks views around the scene); settings: preset, steps, size, views, seed, device
-        (see JobSettings)."""
+        (see JobSettings). A submit that times out is sent again (`retries` times) with the same
+        `idempotency_key` (default: a new random one), so the engine never makes a second job of it."""
         msg = Submit(
             gaussians,
             np.ascontiguousarray(style_image),
@@ -405,12 +403,23 @@ class EngineClient:
             JobSettings.from_dict(settings or {}),
             name,
             watch,
+            idempotency_key or uuid.uuid4().hex,
         )
         # validate locally first: the same checks the engine does, with the same messages
         body, arrays = msg.to_wire()
         Submit.from_wire(body, arrays)
         nbytes = sum(a.nbytes for a in arrays.values())
-        reply = self._request(msg, timeout=self.timeout + nbytes / TRANSFER_RATE)
+        if self.version is None:
+            self.hello()
+        check_submit_limits(self.welcome.limits if self.welcome else {}, msg, nbytes)
+        for attempt in range(retries + 1):
+            try:
+                reply = self._request(msg, timeout=self.timeout + nbytes / TRANSFER_RATE)
+                break
+            except EngineUnavailable:
+                if attempt == retries:
+                    raise
+                self._reconnect()
         assert isinstance(reply, JobReply)
         if watch:
             self._watched.add(reply.job.id)

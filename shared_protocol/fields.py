@@ -11,6 +11,9 @@ import numpy as np
 from .errors import ProtocolError
 
 JOB_ID_RE = re.compile(r"[0-9a-f]{12}")  # always used with fullmatch (no "$" newline loophole)
+TOKEN_RE = re.compile(r"[0-9a-f]{32}")
+KEY_RE = re.compile(r"[A-Za-z0-9_\-]{8,64}")
+"""Client-generated idempotency keys."""
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 TERMINAL_STATES = ("done", "failed", "cancelled")
@@ -56,8 +59,8 @@ def req_str(where: str, value: Any, max_len: int = 256, pattern: re.Pattern[str]
     return value
 
 
-def opt_str(where: str, value: Any, max_len: int = 256) -> str | None:
-    return None if value is None else req_str(where, value, max_len)
+def opt_str(where: str, value: Any, max_len: int = 256, pattern: re.Pattern[str] | None = None) -> str | None:
+    return None if value is None else req_str(where, value, max_len, pattern)
 
 
 def req_bool(where: str, value: Any) -> bool:

@@ -35,6 +35,8 @@ from .splatfile.arrays import SplatArrays
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 MAX_CAMERAS = 4096
+MIN_STYLE_SIDE = 8
+"""The stylizer needs at least 8x8 style pixels; smaller is refused at submit."""
 
 
 def _only_arrays(where: str, arrays: dict[str, np.ndarray], allowed: set[str]) -> None:
@@ -80,17 +82,23 @@ class Hello(Message):
     TYPE: ClassVar[str] = "hello"
     versions: list[int] = field(default_factory=lambda: list(SUPPORTED_VERSIONS))
     client: str = ""
+    token: str = ""
+    """The client's per-user token (loopback engines file its jobs under it); empty: anonymous."""
 
     @classmethod
     def from_wire(cls, body, arrays):
-        F.check_keys("hello", body, {"versions"}, {"client"})
+        F.check_keys("hello", body, {"versions"}, {"client", "token"})
         _only_arrays("hello", arrays, set())
         vs = body["versions"]
         if not isinstance(vs, list) or not 0 < len(vs) <= 32:
             raise ProtocolError("hello.versions must be a non-empty list of protocol versions")
+        token = F.req_str("hello.token", body.get("token", ""), 32)
+        if token and not F.TOKEN_RE.fullmatch(token):
+            raise ProtocolError("hello.token must be 32 lowercase hex digits")
         return cls(
             [F.req_int("hello.versions[]", v, 1, 999) for v in vs],
             F.req_str("hello.client", body.get("client", ""), 128),
+            token,
         )
 
 
@@ -157,6 +165,8 @@ class Submit(Message):
     name: str = ""
     watch: bool = True
     """Subscribe the submitting client to the job's events (no race with a separate watch)."""
+    idempotency_key: str | None = None
+    """Client-generated (8..64 of [A-Za-z0-9_-]): a submit retried with the same key returns the same job."""
 
     def to_wire(self):
         body = {
@@ -165,13 +175,15 @@ class Submit(Message):
             "name": self.name,
             "watch": self.watch,
         }
+        if self.idempotency_key is not None:
+            body["idempotency_key"] = self.idempotency_key
         arrays = splat_to_arrays(self.gaussians)
         arrays["style"] = np.asarray(self.style_image)
         return body, arrays
 
     @classmethod
     def from_wire(cls, body, arrays):
-        F.check_keys("submit", body, {"settings"}, {"cameras", "name", "watch"})
+        F.check_keys("submit", body, {"settings"}, {"cameras", "name", "watch", "idempotency_key"})
         cams = body.get("cameras")
         if cams is not None:
             if not isinstance(cams, list) or not 0 < len(cams) <= MAX_CAMERAS:
@@ -182,11 +194,12 @@ class Submit(Message):
         _only_arrays("submit", arrays, {"style"} | {k for k in arrays if k.startswith("g.")})
         return cls(
             gaussians=splat_from_arrays(arrays, "submit"),
-            style_image=F.image_array("submit.style", arrays["style"]),
+            style_image=F.image_array("submit.style", arrays["style"], min_side=MIN_STYLE_SIDE),
             cameras=cams,
             settings=JobSettings.from_dict(body["settings"], "submit.settings"),
             name=F.req_str("submit.name", body.get("name", ""), 256),
             watch=F.req_bool("submit.watch", body.get("watch", True)),
+            idempotency_key=F.opt_str("submit.idempotency_key", body.get("idempotency_key"), 64, F.KEY_RE),
         )
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -13,10 +15,14 @@ import numpy as np
 
 from engine.server import EngineServer, ServerConfig, SyntheticRunner
 from shared_protocol.client import EngineClient
+from shared_protocol.credentials import TOKEN_ENV
 from shared_protocol.errors import EngineUnavailable
 from shared_protocol.splatfile import SplatArrays
 
 REPO = Path(__file__).resolve().parents[1]
+# this test session's own client token (engines in threads and subprocesses see it too): the user's real
+# ~/.config/splatbrush/client.token is left alone, and every client here is the engine user, so admin
+os.environ.setdefault(TOKEN_ENV, os.path.join(tempfile.mkdtemp(prefix="splatbrush-test-"), "client.token"))
 
 
 def free_port() -> int:

@@ -3,6 +3,7 @@ two clients, security."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -127,6 +128,10 @@ def test_limits_and_errors(tmp_path):
     e = ThreadedEngine(tmp_path / "s", max_gaussians=30, max_steps=50, max_resolution=64)
     try:
         with e.client() as c:
+            with pytest.raises(RemoteError, match="40 Gaussians, over .*checked before sending") as ei:
+                c.submit(make_arrays(40), STYLE)
+            assert ei.value.code == "limit"
+            c.welcome = dataclasses.replace(c.welcome, limits={})  # skip the client's own check
             with pytest.raises(RemoteError, match="40 Gaussians exceed") as ei:
                 c.submit(make_arrays(40), STYLE)
             assert ei.value.code == "limit"

@@ -17,10 +17,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from shared_protocol.atomic import atomic_open
 from shared_protocol.events import ProgressEvent
 from shared_protocol.messages import JobSettings
 from shared_protocol.payloads import MASK_ATTRIBUTE
 from shared_protocol.splatfile import SplatArrays
+
+from .estimate import JobEstimate, estimate_job
 
 RunEvent = ProgressEvent
 """What a runner reports to the worker: the one progress event (`shared_protocol.events`)."""
@@ -50,6 +53,11 @@ class JobRunner(Protocol):
         """Raise ValueError when this engine cannot run `settings` (unknown preset, unavailable device)."""
 
     def total_steps(self, settings: JobSettings) -> int: ...
+
+    def estimate(
+        self, settings: JobSettings, num_gaussians: int, sh_coeffs: int, cameras: list[dict[str, Any]] | None
+    ) -> JobEstimate:
+        """Memory and time the job will need here (see engine.server.estimate)."""
 
     def run(
         self,
@@ -126,6 +134,12 @@ class StylizeRunner:
     def total_steps(self, settings: JobSettings) -> int:
         return int(self._config(settings, self.overrides()).steps)
 
+    def estimate(self, settings, num_gaussians, sh_coeffs, cameras):
+        c = self._config(settings, self.overrides())
+        return estimate_job(
+            c.steps, c.size, c.views, c.views_per_step, num_gaussians, sh_coeffs, cameras, str(c.device)
+        )
+
     def run(self, job, callback, should_stop, checkpoint_dir):
         from engine.cameras import Camera
         from engine.scene.io import scene_from_arrays, scene_to_arrays
@@ -176,6 +190,12 @@ class SyntheticRunner:
     def total_steps(self, settings: JobSettings) -> int:
         return settings.steps or 20
 
+    def estimate(self, settings, num_gaussians, sh_coeffs, cameras):
+        steps = self.total_steps(settings)
+        memory = num_gaussians * (sh_coeffs * 3 + 14) * 4 * 3
+        detail = f"synthetic, {num_gaussians} Gaussians, {steps} steps"
+        return JobEstimate(memory, steps * self.step_s, detail)
+
     def run(self, job, callback, should_stop, checkpoint_dir):
         total = self.total_steps(job.settings)
         ckpt = checkpoint_dir / "synthetic.npz"
@@ -186,10 +206,9 @@ class SyntheticRunner:
                 dc, start = z["dc"], int(z["step"])
 
         def save(step: int) -> None:
-            checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            tmp = checkpoint_dir / "synthetic.tmp.npz"
-            np.savez(tmp, dc=dc, step=step)
-            tmp.replace(ckpt)
+            checkpoint_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with atomic_open(ckpt, mode=0o600) as f:
+                np.savez(f, dc=dc, step=step)
 
         t0 = time.perf_counter()
         for step in range(start, total):

@@ -14,79 +14,31 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import zmq
 
 from shared_protocol import __version__ as engine_version
-from shared_protocol.codec import CodecLimits, recv_message
+from shared_protocol.codec import CodecLimits, decode, parse_header
+from shared_protocol.credentials import load_token
 from shared_protocol.errors import ProtocolError
-from shared_protocol.fields import TERMINAL_STATES
-from shared_protocol.messages import (
-    Cancel,
-    Clean,
-    Cleaned,
-    Error,
-    Heartbeat,
-    Hello,
-    JobList,
-    JobReply,
-    ListJobs,
-    Message,
-    Ok,
-    Ping,
-    Pong,
-    Progress,
-    Result,
-    ResultData,
-    Shutdown,
-    Status,
-    Submit,
-    Unwatch,
-    Watch,
-    Welcome,
-    encode_message,
-    message_from,
-    negotiate,
-)
+from shared_protocol.messages import Error, Heartbeat, Message, encode_message
 
+from .access import Access, Unauthorized
+from .config import DEFAULT_ADDRESS, DEFAULT_STATE_DIR, BusyError, LimitError, ServerConfig
+from .handlers import RequestHandlers, error_reply
+from .outbox import Outbox
 from .runners import JobRunner
-from .security import SecurityError, is_loopback, setup_curve
+from .security import KeyRing, SecurityError, is_loopback, setup_curve
 from .store import JobStore
 from .worker import Worker
 
 log = logging.getLogger(__name__)
-DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
-DEFAULT_STATE_DIR = "~/.local/state/splatbrush"
-
-
-@dataclass
-class ServerConfig:
-    address: str = DEFAULT_ADDRESS
-    """Where to bind. Anything but loopback/ipc needs curve_secret_key and authorized_keys."""
-    state_dir: str = DEFAULT_STATE_DIR
-    """Folder of the job store (created if missing)."""
-    device: str = "auto"
-    """Device jobs run on when they ask for 'auto' (auto: cuda if available, else cpu)."""
-    curve_secret_key: str | None = None
-    """The server's .key_secret file (`splatbrush keys generate --name server`)."""
-    authorized_keys: str | None = None
-    """Folder of authorized client public .key files."""
-    max_gaussians: int = 6_000_000
-    max_resolution: int = 4096
-    """Longest side of style images, cameras and the render size."""
-    max_steps: int = 100_000
-    max_views: int = 1024
-    max_message_bytes: int = 1536 * 1024 * 1024
-    heartbeat_s: float = 2.0
-    """Seconds between heartbeats to watching clients."""
-    shutdown_timeout_s: float = 120.0
-    """How long SIGTERM waits for the running job to reach its checkpoint."""
-
-    def limits(self) -> dict[str, Any]:
-        keys = ("max_gaussians", "max_resolution", "max_steps", "max_views", "max_message_bytes")
-        return {k: v for k, v in asdict(self).items() if k in keys}
+SNDHWM = 1000
+"""Messages queued per client; the bytes of big ones are bounded by the Outbox."""
+SMALL_ARRAYS_BYTES = 1 << 20
+"""Only a submit carries more array bytes than this; any other such message is refused undecoded."""
 
 
 def _devices() -> list[str]:
@@ -99,11 +51,18 @@ def _devices() -> list[str]:
     return out
 
 
-class LimitError(ValueError):
-    code = "limit"
+def _access(config: ServerConfig) -> Access:
+    if config.curve_secret_key:
+        clients = KeyRing(config.authorized_keys or "")
+        admins = KeyRing(config.admin_keys, "admin keys") if config.admin_keys else None
+        access = Access(clients, admins)
+        access.check_keys()
+        return access
+    token = load_token(config.admin_token_file) if config.admin_token_file else load_token()
+    return Access(admin_token=token)
 
 
-class EngineServer:
+class EngineServer(RequestHandlers):
     def __init__(
         self, config: ServerConfig, runner: JobRunner | None = None, context: zmq.Context | None = None
     ):
@@ -123,12 +82,18 @@ class EngineServer:
         self.runner = runner
         self.codec_limits = CodecLimits(max_message_bytes=config.max_message_bytes)
         self.store = JobStore(config.state_dir)
+        self.access = _access(config)
         self._ctx = context or zmq.Context.instance()
         self._events: queue.Queue[Message] = queue.Queue()
         self._wake_addr = f"inproc://splatbrush-wake-{id(self)}"
         self._local = threading.local()
         self._stop = threading.Event()
         self._watchers: dict[str, set[bytes]] = {}
+        self._done: queue.Queue[tuple[bytes, str | None, int, object]] = queue.Queue()
+        self._inflight = 0
+        self._inflight_limit = config.inflight_bytes or 2 * config.max_message_bytes
+        self._io = ThreadPoolExecutor(max(1, config.io_threads), thread_name_prefix="splatbrush-io")
+        self.outbox: Outbox | None = None
         self._auth = None
         self._sock: zmq.Socket | None = None
         self._wake: zmq.Socket | None = None
@@ -144,14 +109,12 @@ class EngineServer:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, self.codec_limits.max_frame_bytes)
-        sock.setsockopt(zmq.SNDHWM, 10_000)
+        sock.setsockopt(zmq.SNDHWM, SNDHWM)
         sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
         sock.setsockopt(zmq.IPV6, int("[" in self.config.address))
         if self.config.curve_secret_key:
-            self._auth = setup_curve(
-                self._ctx, sock, self.config.curve_secret_key, self.config.authorized_keys
-            )
+            self._auth = setup_curve(self._ctx, sock, self.config.curve_secret_key, self.access)
         try:
             sock.bind(self.config.address)
         except zmq.ZMQError as e:
@@ -163,6 +126,7 @@ class EngineServer:
             ) from None
         self.bound_address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._sock = sock
+        self.outbox = Outbox(sock, self.config.client_queue_bytes, self.config.total_queue_bytes)
         self._wake = self._ctx.socket(zmq.PULL)
         self._wake.bind(self._wake_addr)
         for job_id in self.store.recover():
@@ -178,6 +142,9 @@ class EngineServer:
     def post(self, msg: Message) -> None:
         """Queue an event for the watchers of its job (any thread)."""
         self._events.put(msg)
+        self._wake_loop()
+
+    def _wake_loop(self) -> None:
         s = getattr(self._local, "wake", None)
         if s is None:
             s = self._local.wake = self._ctx.socket(zmq.PUSH)
@@ -188,6 +155,25 @@ class EngineServer:
         except zmq.Again:
             pass  # the loop is already awake with plenty queued
 
+    def _offload(self, identity: bytes, rid: str | None, nbytes: int, task: Callable[[], object]) -> None:
+        """Run `task` (a request's answer: a reply, or (reply, after)) in an IO thread; the loop sends the
+        reply. Received bytes waiting there are bounded (`inflight_bytes`): beyond, `busy`."""
+        if nbytes and self._inflight and self._inflight + nbytes > self._inflight_limit:
+            raise BusyError(
+                f"the engine is still storing {self._inflight / 2**20:.0f} MiB of earlier submits; retry soon"
+            )
+        self._inflight += nbytes
+
+        def run() -> None:
+            try:
+                out = task()
+            except BaseException as e:  # answered as an error by the loop
+                out = e
+            self._done.put((identity, rid, nbytes, out))
+            self._wake_loop()
+
+        self._io.submit(run)
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -197,6 +183,8 @@ class EngineServer:
             self.start()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
+            if hasattr(signal, "SIGHUP"):
+                signal.signal(signal.SIGHUP, lambda *_: self.access.reload())
         assert self._sock is not None and self._wake is not None
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
@@ -215,6 +203,7 @@ class EngineServer:
                             self._wake.recv(zmq.NOBLOCK)
                         except zmq.Again:
                             break
+                self._flush_done()
                 self._flush_events()
                 if time.monotonic() >= next_beat:
                     self._heartbeat()
@@ -231,6 +220,8 @@ class EngineServer:
                 "worker did not stop within %.0f s; its job resumes from its last checkpoint",
                 self.config.shutdown_timeout_s,
             )
+        self._io.shutdown(wait=True, cancel_futures=True)
+        self._flush_done()
         self._flush_events()
         if self._sock is not None:
             self._sock.close(linger=1000)  # let the last replies (e.g. to `shutdown`) go out
@@ -241,141 +232,95 @@ class EngineServer:
         self._sock = self._wake = None
         log.info("engine stopped")
 
-    def _send(self, identity: bytes, msg: Message, rid: str | None) -> bool:
-        assert self._sock is not None
+    def _send(self, identity: bytes, msg: Message, rid: str | None, event: bool = False) -> bool:
+        """Send a reply (or, `event`, an event: dropped rather than queued past the client's byte bound)."""
+        assert self.outbox is not None
         try:
             frames = encode_message(msg, rid=rid)
         except ProtocolError as e:  # our own bug (e.g. a NaN in a report): tell the client instead
             frames = encode_message(Error("internal", f"engine could not encode its reply: {e}"), rid=rid)
+        nbytes = sum(memoryview(f).nbytes for f in frames)
+        why = self.outbox.room_for(identity, nbytes)
+        if why is not None:
+            if event:
+                return False
+            log.info("refusing a %.0f MiB %s to a client: %s", nbytes / 2**20, msg.TYPE, why)
+            frames = encode_message(Error("busy", f"{why}; read them, then ask again"), rid=rid)
         try:
-            self._sock.send(identity, zmq.SNDMORE | zmq.NOBLOCK)
-            for i, f in enumerate(frames):
-                flags = zmq.SNDMORE if i < len(frames) - 1 else 0
-                self._sock.send(f, flags, copy=len(f) < 65536)
+            self.outbox.send(identity, frames)
             return True
         except zmq.ZMQError as e:  # peer gone (EHOSTUNREACH) or its queue is full (EAGAIN)
             log.debug("dropping %s to a client: %s", msg.TYPE, e)
+            if e.errno == zmq.EHOSTUNREACH:
+                self.outbox.forget(identity)
             return False
 
     def _handle_one(self) -> bool:
+        """Receive one request and answer it (or hand it to an IO thread). The header is checked before
+        anything else is looked at; array frames are taken as zmq holds them (no copy here): a submit is
+        decoded, checked and stored by an IO thread, so a big one never stalls the loop."""
         assert self._sock is not None
+        sock = self._sock
         try:
-            prefix, decoded = recv_message(self._sock, self.codec_limits, flags=zmq.NOBLOCK, skip=1)
+            first = sock.recv(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return False
-        except ProtocolError as e:  # bad frames: answer the sender if we know who it is
-            prefix = getattr(e, "prefix", [])
-            if prefix:
-                self._send(prefix[0], Error(e.code, str(e)), getattr(e, "rid", None))
-            return True
-        identity = prefix[0]
-        rid = decoded.rid
+        identity = first.bytes
+        if not sock.getsockopt(zmq.RCVMORE):
+            return True  # an identity with nothing after it: nothing to answer
+        user_id = first.get("User-Id") if self.access.curve else None
+        rid = None
         try:
-            msg, rid = message_from(decoded)
-            reply = self._dispatch(identity, msg)
+            head = sock.recv(copy=False)
+            h = parse_header(head, self.codec_limits)  # raises with .rid when one was readable
+            rid = h.rid
+            frames = [head]
+            for _ in range(sum(a.frames for a in h.specs)):
+                if not sock.getsockopt(zmq.RCVMORE):
+                    break  # decode() names what is missing
+                frames.append(sock.recv(copy=False))
+            if sock.getsockopt(zmq.RCVMORE):
+                raise ProtocolError("message has frame(s) beyond those the header declares")
         except ProtocolError as e:
-            reply = Error(e.code, str(e))
-        except LimitError as e:
-            reply = Error("limit", str(e))
-        except KeyError as e:
-            reply = Error("not_found", str(e.args[0]) if e.args else "not found")
-        except ValueError as e:
-            reply = Error("invalid", str(e))
+            while sock.getsockopt(zmq.RCVMORE):
+                sock.recv(copy=False)
+            self._send(identity, Error(e.code, str(e)), rid or getattr(e, "rid", None))
+            return True
+        nbytes = sum(a.nbytes for a in h.specs)
+        try:
+            who = self.access.principal(identity, user_id, required=h.type not in ("hello", "ping"))
+            if h.type == "submit":
+                task = lambda: self._submit_task(identity, decode(frames, self.codec_limits), who)  # noqa: E731
+                self._offload(identity, rid, nbytes, task)
+                return True
+            if nbytes > SMALL_ARRAYS_BYTES:
+                raise ProtocolError(f"a {h.type!r:.40} message carries no arrays of {nbytes} bytes")
+            reply = self.dispatch(identity, decode(frames, self.codec_limits), who)
         except Exception as e:  # keep answering whatever happens
-            log.exception("error handling a request")
-            reply = Error("internal", f"{type(e).__name__}: {e}")
-        self._send(identity, reply, rid)
-        if isinstance(reply, Ok) and reply.message == "shutting down":
-            self.request_stop()
+            reply = error_reply(e)
+        if reply is not None:
+            self._answer(identity, rid, reply)
         return True
 
-    # ------------------------------------------------------------------------------------------ requests
-    def _job(self, job_id: str):
-        info = self.store.get(job_id)
-        if info is None:
-            raise KeyError(f"no job {job_id} on this engine (`splatbrush jobs list` shows the known ones)")
-        return info
+    def _answer(self, identity: bytes, rid: str | None, reply: object) -> None:
+        after = None
+        if isinstance(reply, tuple):
+            reply, after = reply
+        if isinstance(reply, BaseException):
+            reply = error_reply(reply)
+        assert isinstance(reply, Message)
+        self._send(identity, reply, rid)
+        if after is not None:
+            after()
 
-    def _dispatch(self, identity: bytes, msg: Message) -> Message:
-        if isinstance(msg, Hello):
-            return Welcome(negotiate(msg.versions), self.name, self.config.limits(), self.devices)
-        if isinstance(msg, Ping):
-            return Pong(self.name, time.time(), self.store.counts())
-        if isinstance(msg, Submit):
-            return self._submit(identity, msg)
-        if isinstance(msg, (Status, Watch)):
-            info = self._job(msg.job_id)
-            if isinstance(msg, Watch):
-                self._watchers.setdefault(msg.job_id, set()).add(identity)
-            return JobReply(info)
-        if isinstance(msg, Unwatch):
-            self._watchers.get(msg.job_id, set()).discard(identity)
-            return Ok("unwatched")
-        if isinstance(msg, Cancel):
-            return JobReply(self._cancel(msg.job_id))
-        if isinstance(msg, Result):
-            info = self._job(msg.job_id)
-            if info.state != "done":
-                raise ValueError(f"job {info.id} is {info.state}; results exist only for done jobs")
-            g, report = self.store.output(info.id)
-            return ResultData(info.id, g, report)
-        if isinstance(msg, ListJobs):
-            return JobList(self.store.all())
-        if isinstance(msg, Clean):
-            ids = msg.job_ids if msg.job_ids is not None else [j.id for j in self.store.all()]
-            removed = [j for j in ids if self.store.remove(j)]
-            for j in removed:
-                self._watchers.pop(j, None)
-            return Cleaned(removed)
-        if isinstance(msg, Shutdown):
-            return Ok("shutting down")
-        raise ProtocolError(f"{msg.TYPE!r} is not a request an engine answers")
-
-    def _submit(self, identity: bytes, msg: Submit) -> Message:
-        c, g, s = self.config, msg.gaussians, msg.settings
-        if g.num_gaussians > c.max_gaussians:
-            raise LimitError(f"{g.num_gaussians} Gaussians exceed this engine's limit of {c.max_gaussians}")
-        h, w = msg.style_image.shape[:2]
-        if max(h, w) > c.max_resolution:
-            raise LimitError(
-                f"style image {w}x{h} exceeds the max resolution {c.max_resolution}; downscale it"
-            )
-        if s.steps is not None and s.steps > c.max_steps:
-            raise LimitError(f"steps={s.steps} exceeds this engine's limit of {c.max_steps}")
-        if s.size is not None and s.size > c.max_resolution:
-            raise LimitError(f"size={s.size} exceeds the max resolution {c.max_resolution}")
-        if s.views is not None and s.views > c.max_views:
-            raise LimitError(f"views={s.views} exceeds this engine's limit of {c.max_views}")
-        for cam in msg.cameras or []:
-            if max(cam["width"], cam["height"]) > c.max_resolution:
-                raise LimitError(
-                    f"camera {cam['name']!r} is {cam['width']}x{cam['height']}, over {c.max_resolution}"
-                )
-        if msg.cameras is not None and len(msg.cameras) > c.max_views:
-            raise LimitError(f"{len(msg.cameras)} cameras exceed this engine's limit of {c.max_views}")
-        self.runner.validate(s)  # ValueError: unknown preset, device not here
-        total = self.runner.total_steps(s)
-        if total > c.max_steps:
-            raise LimitError(
-                f"preset {s.preset!r} runs {total} steps, over this engine's limit of {c.max_steps}"
-            )
-        info = self.store.create(g, msg.style_image, msg.cameras, s, self.runner.overrides(), msg.name)
-        info = self.store.update(info.id, total_steps=total)
-        if msg.watch:
-            self._watchers.setdefault(info.id, set()).add(identity)
-        self.worker.enqueue(info.id)
-        log.info("job %s: queued (%d Gaussians)", info.id, g.num_gaussians)
-        return JobReply(info)
-
-    def _cancel(self, job_id: str):
-        info = self._job(job_id)
-        if info.state in TERMINAL_STATES:
-            return info
-        self.worker.cancel(job_id)
-        if info.state == "queued" and self.worker.current != job_id:
-            info = self.store.update(job_id, state="cancelled", finished=time.time(), phase="cancelled")
-            self.post(Progress(job_id, "cancelled", info.step, info.total_steps, "cancelled"))
-        return info
+    def _flush_done(self) -> None:
+        while True:
+            try:
+                identity, rid, nbytes, out = self._done.get_nowait()
+            except queue.Empty:
+                return
+            self._inflight -= nbytes
+            self._answer(identity, rid, out)
 
     # ------------------------------------------------------------------------------------------ events
     def _flush_events(self) -> None:
@@ -386,14 +331,14 @@ class EngineServer:
                 return
             job_id = getattr(msg, "job_id", None)
             for ident in list(self._watchers.get(job_id, ())):
-                if not self._send(ident, msg, None) and isinstance(msg, Progress):
-                    pass  # a slow or gone client misses events; it catches up with status/watch
+                # a slow client misses previews (small events always go); it catches up with status/watch
+                self._send(ident, msg, None, event=True)
 
     def _heartbeat(self) -> None:
         idents = set().union(*self._watchers.values()) if self._watchers else set()
         beat = Heartbeat(time.time(), self.name)
         for ident in idents:
-            if not self._send(ident, beat, None):
+            if not self._send(ident, beat, None, event=True):
                 for s in self._watchers.values():
                     s.discard(ident)
 
@@ -408,4 +353,12 @@ def serve(config: ServerConfig, runner: JobRunner | None = None) -> None:
         pass
 
 
-__all__ = ["DEFAULT_ADDRESS", "DEFAULT_STATE_DIR", "EngineServer", "ServerConfig", "serve"]
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "DEFAULT_STATE_DIR",
+    "EngineServer",
+    "LimitError",
+    "ServerConfig",
+    "Unauthorized",
+    "serve",
+]
