@@ -141,6 +141,14 @@ def test_curve_keys_reload_admit_and_revoke(tmp_path, caplog):
         e.stop()
 
 
+def test_an_engine_whose_keys_are_all_unreadable_refuses_to_start(tmp_path):
+    (_, server_sec), _, allowed, _ = _curve_setup(tmp_path)
+    for p in allowed.iterdir():
+        p.write_text("garbage\n")
+    with pytest.raises(SecurityError, match="holds no readable .key files"):
+        ThreadedEngine(tmp_path / "s", curve_secret_key=str(server_sec), authorized_keys=str(allowed))
+
+
 def test_keyring_refuses_wildcards_and_reloads_on_request(tmp_path):
     for bad in ("*", ""):
         with pytest.raises(SecurityError, match="no wildcard"):

@@ -85,7 +85,8 @@ class RequestHandlers:
             self.access.hello(identity, msg.token)
             return Welcome(negotiate(msg.versions), self.name, self.config.limits(), self.devices)
         if isinstance(msg, Ping):
-            return Pong(self.name, time.time(), self.store.counts(None if who.admin else who.owner))
+            counts = self.store.counts(None if who.admin else who.owner) if who.owner or who.admin else {}
+            return Pong(self.name, time.time(), counts)
         if isinstance(msg, (Status, Watch)):
             info = self._job(msg.job_id, who)
             if isinstance(msg, Watch):
