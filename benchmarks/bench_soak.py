@@ -218,12 +218,13 @@ def main() -> None:
     for t in threads:
         t.join(60)
     with EngineClient(eng.address, timeout=30) as c:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        t1 = time.monotonic()
+        while time.monotonic() < t1 + 120:
             jobs = c.list_jobs()
             if all(j["state"] in ("done", "failed", "cancelled") for j in jobs):
                 break
             time.sleep(0.5)
+        print(f"  all jobs finished {time.monotonic() - t1:.1f} s after the load stopped")
         ids = {j["id"]: j for j in jobs}
     eng.proc.terminate()
     eng.proc.wait(30)

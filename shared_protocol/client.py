@@ -412,14 +412,21 @@ class EngineClient:
         if self.version is None:
             self.hello()
         check_submit_limits(self.welcome.limits if self.welcome else {}, msg, nbytes)
-        for attempt in range(retries + 1):
+        timeout = self.timeout + nbytes / TRANSFER_RATE
+        attempt, patience = 0, time.monotonic() + timeout
+        while True:
             try:
-                reply = self._request(msg, timeout=self.timeout + nbytes / TRANSFER_RATE)
+                reply = self._request(msg, timeout=timeout)
                 break
             except EngineUnavailable:
                 if attempt == retries:
                     raise
+                attempt += 1
                 self._reconnect()
+            except RemoteError as e:  # the first try is still being stored: wait for it, not a 2nd job
+                if e.code != "in_progress" or time.monotonic() > patience:
+                    raise
+                time.sleep(0.2)
         assert isinstance(reply, JobReply)
         if watch:
             self._watched.add(reply.job.id)

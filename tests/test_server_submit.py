@@ -3,6 +3,8 @@ machine (memory or time, estimated from its settings) is refused at submit with 
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from server_helpers import STYLE, ThreadedEngine, make_arrays
@@ -82,5 +84,26 @@ def test_engine_memory_and_time_limits(tmp_path):
             job = c.submit(make_arrays(40), STYLE, settings={"steps": 10})
             assert job.wait(timeout=10)["state"] == "done"
             assert np.isfinite(job.result().sh).all()
+    finally:
+        e.stop()
+
+
+def test_a_retry_while_the_first_submit_is_still_stored_waits_for_it(tmp_path):
+    e = ThreadedEngine(tmp_path / "s", SyntheticRunner(step_s=0.01))
+    real_create, calls = e.server.store.create, []
+
+    def slow_create(*a, **k):  # the first store takes longer than the client waits for its reply
+        calls.append(k.get("idempotency_key"))
+        if len(calls) == 1:
+            time.sleep(1.5)
+        return real_create(*a, **k)
+
+    e.server.store.create = slow_create
+    try:
+        with e.client(timeout=1.0) as c:
+            job = c.submit(make_arrays(), STYLE, settings={"steps": 2}, retries=1)
+            assert len(calls) >= 2 and len(set(calls)) == 1  # the retry came with the same key...
+            assert [j["id"] for j in c.list_jobs()] == [job.id]  # ...and made no second job
+            assert job.wait(timeout=10)["state"] == "done"
     finally:
         e.stop()

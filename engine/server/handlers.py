@@ -45,7 +45,7 @@ from shared_protocol.messages import (
 from .access import Forbidden, HelloRequired, Principal, Unauthorized
 from .config import BusyError, LimitError
 from .estimate import device_memory, fmt_bytes, fmt_seconds
-from .store import DiskFullError
+from .store import DiskFullError, InProgressError
 
 if TYPE_CHECKING:
     from .server import EngineServer
@@ -57,7 +57,8 @@ Reply = Message | tuple[Message, Callable[[], None]]
 
 def error_reply(e: BaseException) -> Error:
     """The `error` reply for an exception raised while answering a request."""
-    known = (ProtocolError, LimitError, BusyError, DiskFullError, Unauthorized, Forbidden, HelloRequired)
+    known = (ProtocolError, LimitError, BusyError, DiskFullError, InProgressError)
+    known += (Unauthorized, Forbidden, HelloRequired)
     if isinstance(e, known):
         return Error(e.code, str(e))
     if isinstance(e, KeyError):

@@ -45,6 +45,12 @@ class DiskFullError(RuntimeError):
     code = "disk_full"
 
 
+class InProgressError(RuntimeError):
+    """A retried submit arrived while the first one (same owner and idempotency key) is still being stored."""
+
+    code = "in_progress"
+
+
 def _disk_full(path: Path, e: OSError, nbytes: int) -> DiskFullError:
     return DiskFullError(
         f"the engine's state dir {path} is full ({e.strerror}) while writing about {nbytes / 1e6:.0f} MB; "
@@ -165,7 +171,7 @@ class JobStore:
             if existing is not None:
                 return existing, False
             if idempotency_key and (owner, idempotency_key) in self._idem:
-                raise ValueError(
+                raise InProgressError(
                     "a submit with this idempotency key is still being stored; retry in a moment"
                 )
             job_id = secrets.token_hex(6)
