@@ -17,7 +17,7 @@ import numpy as np
 
 DELIVERY_SUFFIXES = (".compressed.ply", ".splat", ".spz", ".sog", ".glb")
 """Formats made for viewers from captures (COLMAP frames, -Y up)."""
-PRESET_SIZES = {"preview": 112, "fast": 160, "paper": 512}
+PRESET_SIZES = {"preview": 112, "fast": 160, "painterly": 256, "paper": 512}
 
 
 def detect_up_axis(path: str, extra_names) -> str:

