@@ -1,6 +1,6 @@
 """The stylization settings every command that stylizes takes (stylize, demo, submit, batch):
 
-    --preset fast|preview|paper   --steps N --size PX --views N --seed S --device D
+    --preset fast|painterly|preview|paper   --steps N --size PX --views N --seed S --device D
     --style-strength 0..1         --up +z|-y|...   --prompt TEXT (DSSD's text prompt)
     --set KEY=VALUE (repeatable)  any StylizeConfig field or guidance option: --set lr=0.02,
                                   --set weightfree.color_weight=4, --set dssd.prompt="a donut"
