@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Build the Blender extension zip: dist/splatbrush-<version>.zip.
 
-    python build.py                 # pyzmq wheels for every platform and Blender Python, vendor, zip
+    python build.py                 # pyzmq + Pillow wheels for every platform and Blender Python, vendor, zip
     python build.py --local-only    # only this machine's platform (Python 3.11 + 3.13 wheels)
     python build.py --no-download   # offline: bundle the wheels already in blender_addon/wheels/
 
-Steps: (1) `pip download --only-binary=:all: --platform ... --python-version ...` the pyzmq wheels into
-blender_addon/wheels/ (kept between builds: a wheel already there is not downloaded again); (2) copy the
+Steps: (1) `pip download --only-binary=:all: --platform ... --python-version ...` the pyzmq and Pillow wheels
+into blender_addon/wheels/ (kept between builds: a wheel already there is not downloaded again); (2) copy the
 pure-numpy `shared_protocol` package into blender_addon/vendor/ (the add-on imports it relatively; Blender
 has no torch, so nothing of `engine` may be imported by it); (3) write the zip with the manifest's `wheels`
 list set to the wheels actually bundled. Both folders are git-ignored.
@@ -30,7 +30,8 @@ WHEELS = ADDON / "wheels"
 VENDOR = ADDON / "vendor"
 MANIFEST = ADDON / "blender_manifest.toml"
 
-PYZMQ = "pyzmq==27.1.0"
+REQUIREMENTS = ("pyzmq==27.1.0", "pillow==13.0.0")
+"""Bundled for every target: pyzmq (the engine link), Pillow (the WebP images of .sog files)."""
 # Blender 4.2 LTS - 5.0 ship Python 3.11; Blender 5.1+ ship Python 3.13 (pyzmq's cp312-abi3 wheel fits it)
 PYTHON_VERSIONS = ("3.11", "3.13")
 # Blender platform name -> pip platform tags accepted for it (pip picks the best wheel it finds)
@@ -91,32 +92,46 @@ def wheel_matches(wheel: str, plat: str, python: str) -> bool:
     return major == 3 and ok_py and ok_plat
 
 
+def _wheel_prefix(requirement: str) -> str:
+    """ "pyzmq==27.1.0" -> "pyzmq-": how the requirement's wheel files start."""
+    return requirement.split("==")[0].replace("-", "_") + "-"
+
+
+def _fitting(requirement: str, plat: str, python: str) -> list[Path]:
+    return sorted(
+        w for w in WHEELS.glob(_wheel_prefix(requirement) + "*.whl") if wheel_matches(w.name, plat, python)
+    )
+
+
 def download_wheels(targets: list[tuple[str, str]], offline: bool) -> None:
     WHEELS.mkdir(parents=True, exist_ok=True)
-    for plat, python in targets:
-        have = [w.name for w in WHEELS.glob("pyzmq-*.whl") if wheel_matches(w.name, plat, python)]
-        if have:
-            continue
-        if offline:
-            raise SystemExit(
-                f"build.py: no pyzmq wheel for {plat} / Python {python} in {WHEELS} and --no-download given"
-            )
-        cmd = [sys.executable, "-m", "pip", "download", PYZMQ, "--only-binary=:all:", "--no-deps", "-q",
-               "--python-version", python, "--dest", str(WHEELS), "--disable-pip-version-check"]  # fmt: skip
-        for tag in PLATFORMS[plat]:
-            cmd += ["--platform", tag]
-        print(f"[build] downloading {PYZMQ} for {plat}, Python {python}")
-        subprocess.run(cmd, check=True)
+    for req in REQUIREMENTS:
+        for plat, python in targets:
+            if _fitting(req, plat, python):
+                continue
+            if offline:
+                raise SystemExit(
+                    f"build.py: no {req} wheel for {plat} / Python {python} in {WHEELS} "
+                    "and --no-download given"
+                )
+            cmd = [sys.executable, "-m", "pip", "download", req, "--only-binary=:all:", "--no-deps", "-q",
+                   "--python-version", python, "--dest", str(WHEELS),
+                   "--disable-pip-version-check"]  # fmt: skip
+            for tag in PLATFORMS[plat]:
+                cmd += ["--platform", tag]
+            print(f"[build] downloading {req} for {plat}, Python {python}")
+            subprocess.run(cmd, check=True)
 
 
 def select_wheels(targets: list[tuple[str, str]]) -> list[Path]:
     chosen: list[Path] = []
-    for plat, python in targets:
-        fits = sorted(w for w in WHEELS.glob("pyzmq-*.whl") if wheel_matches(w.name, plat, python))
-        if not fits:
-            raise SystemExit(f"build.py: no pyzmq wheel for {plat} / Python {python} in {WHEELS}")
-        if fits[-1] not in chosen:
-            chosen.append(fits[-1])
+    for req in REQUIREMENTS:
+        for plat, python in targets:
+            fits = _fitting(req, plat, python)
+            if not fits:
+                raise SystemExit(f"build.py: no {req} wheel for {plat} / Python {python} in {WHEELS}")
+            if fits[-1] not in chosen:
+                chosen.append(fits[-1])
     return chosen
 
 
@@ -185,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         targets = [(local_platform(), v) for v in PYTHON_VERSIONS]
     elif args.no_download:  # whatever is there, for every target it covers
         targets = [(p, v) for p in PLATFORMS for v in PYTHON_VERSIONS]
-        present = [t for t in targets if any(wheel_matches(w.name, *t) for w in WHEELS.glob("pyzmq-*.whl"))]
+        present = [t for t in targets if all(_fitting(req, *t) for req in REQUIREMENTS)]
         targets = present or targets
     else:
         targets = [(p, v) for p in PLATFORMS for v in PYTHON_VERSIONS]
