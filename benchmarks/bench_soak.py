@@ -4,6 +4,7 @@ stays bounded and that no acknowledged job is lost (or doubled: submits are retr
 key). Runs its own engine (synthetic runner) in a subprocess. Takes about --seconds plus ~20 s.
 
     .venv/bin/python benchmarks/bench_soak.py [--clients 200] [--seconds 60] [--kills 3]
+    .venv/bin/python benchmarks/bench_soak.py --latency 1000000   # another client's ping during a submit
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ from shared_protocol.splatfile import SplatArrays  # noqa: E402
 
 MB = 1 << 20
 ENGINE = """
-import logging, sys
+import faulthandler, logging, signal, sys
+faulthandler.register(signal.SIGUSR1)  # the soak dumps the engine's threads when its queue stalls
 from engine.server import EngineServer, ServerConfig, SyntheticRunner
 logging.basicConfig(level=logging.WARNING)
-cfg = ServerConfig(address=sys.argv[1], state_dir=sys.argv[2], max_message_bytes=64 << 20,
+cfg = ServerConfig(address=sys.argv[1], state_dir=sys.argv[2], max_message_bytes=int(sys.argv[3]),
                    client_queue_bytes=32 << 20, total_queue_bytes=256 << 20, heartbeat_s=1.0)
 s = EngineServer(cfg, SyntheticRunner(step_s=0.02, checkpoint_every=5))
 s.start()
@@ -62,14 +64,17 @@ STYLE = np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)
 
 
 class Engine:
-    def __init__(self, state: Path, port: int):
+    def __init__(self, state: Path, port: int, max_message_bytes: int = 64 * MB):
         self.state, self.address = state, f"tcp://127.0.0.1:{port}"
+        self.max_message_bytes = max_message_bytes
         self.proc: subprocess.Popen | None = None
         self.peak_rss = 0
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", ENGINE, self.address, str(self.state)], cwd=REPO, env=os.environ.copy()
+            [sys.executable, "-c", ENGINE, self.address, str(self.state), str(self.max_message_bytes)],
+            cwd=REPO,
+            env=os.environ.copy(),
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -168,13 +173,66 @@ def submitter(address: str, k: int, stop: threading.Event, acked: dict, lock: th
             time.sleep(0.2)
 
 
+def latency(n: int) -> None:
+    """Another client's ping round trip while one client submits `n` SH3 Gaussians and fetches the result."""
+    tmp = Path(tempfile.mkdtemp(prefix="splatbrush-lat-"))
+    os.environ["SPLATBRUSH_TOKEN_FILE"] = str(tmp / "client.token")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    eng = Engine(tmp / "state", port, max_message_bytes=1536 * MB)
+    eng.start()
+    g = scene(n)
+    g.sh = np.random.default_rng(2).normal(size=(n, 16, 3)).astype(np.float32)
+    lat: list[float] = []
+    stop = threading.Event()
+
+    def pinger() -> None:
+        with EngineClient(eng.address, timeout=30) as c:
+            c.ping()
+            while not stop.is_set():
+                t = time.perf_counter()
+                c.ping()
+                lat.append(time.perf_counter() - t)
+                time.sleep(0.01)
+
+    th = threading.Thread(target=pinger)
+    th.start()
+    time.sleep(0.5)
+    with EngineClient(eng.address, timeout=120) as c:
+        t0 = time.perf_counter()
+        job = c.submit(g, STYLE, settings={"steps": 1}, watch=False)
+        t1 = time.perf_counter()
+        job.wait(timeout=120)
+        t2 = time.perf_counter()
+        job.result()
+        t3 = time.perf_counter()
+    time.sleep(0.3)
+    stop.set()
+    th.join()
+    eng.proc.terminate()
+    eng.proc.wait(30)
+    a = np.array(lat) * 1000
+    print(
+        f"{n} Gaussians ({g.sh.nbytes * 59 / 48 / MB:.0f} MB): submit {t1 - t0:.2f} s, result {t3 - t2:.2f} s"
+    )
+    print(
+        f"pings meanwhile: {len(a)}, max {a.max():.0f} ms, p99 {np.percentile(a, 99):.0f} ms, "
+        f"median {np.median(a):.1f} ms"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--kills", type=int, default=3)
     ap.add_argument("--rss-limit-mb", type=float, default=1200.0)
+    ap.add_argument("--latency", type=int, metavar="N", help="only measure ping latency during an N submit")
     args = ap.parse_args()
+    if args.latency:
+        latency(args.latency)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="splatbrush-soak-"))
     os.environ["SPLATBRUSH_TOKEN_FILE"] = str(tmp / "client.token")
     with socket.socket() as s:
@@ -224,7 +282,13 @@ def main() -> None:
             if all(j["state"] in ("done", "failed", "cancelled") for j in jobs):
                 break
             time.sleep(0.5)
-        print(f"  all jobs finished {time.monotonic() - t1:.1f} s after the load stopped")
+        left = [j for j in jobs if j["state"] not in ("done", "failed", "cancelled")]
+        if left:
+            print(f"  {len(left)} jobs not finished 120 s after the load stopped, e.g. {left[0]}")
+            eng.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+        else:
+            print(f"  all jobs finished {time.monotonic() - t1:.1f} s after the load stopped")
         ids = {j["id"]: j for j in jobs}
     eng.proc.terminate()
     eng.proc.wait(30)
