@@ -25,9 +25,6 @@ from shared_protocol.splatfile import SplatArrays
 
 from .estimate import JobEstimate, estimate_job
 
-RunEvent = ProgressEvent
-"""What a runner reports to the worker: the one progress event (`shared_protocol.events`)."""
-
 
 @dataclass
 class RunOutcome:
@@ -62,7 +59,7 @@ class JobRunner(Protocol):
     def run(
         self,
         job: JobInputs,
-        callback: Callable[[RunEvent], None],
+        callback: Callable[[ProgressEvent], None],  # the one progress event
         should_stop: Callable[[], bool],
         checkpoint_dir: Path,
     ) -> RunOutcome: ...
