@@ -76,3 +76,27 @@ def test_keys_generate(tmp_path, capsys):
 def test_serve_refuses_public_bind_without_keys(tmp_path, capsys):
     assert main(["serve", "--address", "tcp://0.0.0.0:5557", "--state-dir", str(tmp_path)]) == 2
     assert "refusing to bind tcp://0.0.0.0:5557 without CURVE keys" in capsys.readouterr().err
+
+
+def test_serve_passes_admin_and_limit_options_to_the_server(tmp_path, monkeypatch):
+    import engine.server.server as server_module
+
+    seen = {}
+
+    class Captured(Exception):
+        pass
+
+    def fake_server(config, runner):
+        seen["config"] = config
+        raise Captured
+
+    monkeypatch.setattr(server_module, "EngineServer", fake_server)
+    argv = ["serve", "--state-dir", str(tmp_path), "--runner", "synthetic", "--admin-keys", str(tmp_path)]
+    argv += ["--admin-token-file", str(tmp_path / "t"), "--max-job-memory-gb", "1.5", "--max-job-hours", "2"]
+    argv += ["--client-queue-mb", "64", "--total-queue-mb", "256"]
+    with pytest.raises(Captured):
+        main(argv)
+    c = seen["config"]
+    assert c.admin_keys == str(tmp_path) and c.admin_token_file == str(tmp_path / "t")
+    assert c.max_job_memory_bytes == int(1.5 * 2**30) and c.max_job_seconds == 7200
+    assert c.client_queue_bytes == 64 * 2**20 and c.total_queue_bytes == 256 * 2**20

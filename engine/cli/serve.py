@@ -21,6 +21,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="device for jobs: auto (cuda if present), cpu, cuda:N")
     p.add_argument("--curve-secret-key", help="the engine's .key_secret file (switches CURVE on)")
     p.add_argument("--authorized-keys", help="folder of the public .key files of clients allowed in")
+    p.add_argument("--admin-keys", help="folder of the public .key files of admin clients (CURVE)")
+    p.add_argument("--admin-token-file", help="loopback: the admin token file (default: the engine user's)")
+    p.add_argument("--max-job-memory-gb", type=float, help="refuse jobs estimated above this (default: RAM)")
+    p.add_argument("--max-job-hours", type=float, default=d.max_job_seconds / 3600)
+    p.add_argument("--client-queue-mb", type=int, default=d.client_queue_bytes // 2**20)
+    p.add_argument("--total-queue-mb", type=int, default=d.total_queue_bytes // 2**20)
     p.add_argument("--max-gaussians", type=int, default=d.max_gaussians)
     p.add_argument("--max-resolution", type=int, default=d.max_resolution)
     p.add_argument("--max-steps", type=int, default=d.max_steps)
@@ -57,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
         max_resolution=args.max_resolution,
         max_steps=args.max_steps,
         max_message_bytes=args.max_message_mb * 2**20,
+        admin_keys=args.admin_keys,
+        admin_token_file=args.admin_token_file,
+        max_job_memory_bytes=None if args.max_job_memory_gb is None else int(args.max_job_memory_gb * 2**30),
+        max_job_seconds=args.max_job_hours * 3600,
+        client_queue_bytes=args.client_queue_mb * 2**20,
+        total_queue_bytes=args.total_queue_mb * 2**20,
     )
     if args.runner == "synthetic":
         runner = SyntheticRunner(step_s=args.synthetic_step_s, checkpoint_every=args.checkpoint_every or 5)
