@@ -305,7 +305,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "stroke_size": 80.0,
         "stroke_aspect": 8.0,
         "residual_lr_scale": 0.1,
-        "magenta": {"refresh_every": 5, "content_weight": 0.05},
+        "magenta": {"refresh_every": 5, "content_weight": 0.15},
         "weightfree": {"texture_weight": 0.0, "content_weight": 0.0, "color_weight": 0.045},
     },
     # A quick look (tens of seconds): fewer, smaller steps.
