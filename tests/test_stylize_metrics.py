@@ -132,6 +132,8 @@ def test_stylize_and_evaluate_commands_end_to_end(tmp_path, capsys):
     assert styled.geometry_equal(load_scene(tmp_path / "in.ply"))
     report = json.loads((out.parent / "styled.report.json").read_text())
     assert report["steps_done"] == 4 and len(report["history"]) == 4
+    for stage in ("load", "prepare_views", "final_metrics", "write_outputs", "write_outputs:scene", "total"):
+        assert report["timings"][stage]["total_s"] >= 0, stage  # every stage of the job is timed
     rc = _run_cli(
         "evaluate",
         [
@@ -156,6 +158,11 @@ def test_stylize_and_evaluate_commands_end_to_end(tmp_path, capsys):
         # each network-based score is either there or skipped with a note saying so
         assert any(k.startswith(score) for k in ev) != (f"{what} score" in notes), (score, notes)
     assert f"note: {ev['notes'][0]}" in capsys.readouterr().out if notes else True
+    spz = tmp_path / "out" / "styled.spz"  # any writable format of the registry
+    assert _run_cli("stylize", [*argv[:3], "-o", str(spz), "--steps", "2", "--size", "32", "--quiet"]) == 0
+    assert load_scene(spz).num_gaussians == scene.num_gaussians
+    with pytest.raises(ValueError, match="styled.xyz"):
+        _run_cli("stylize", [*argv[:3], "-o", str(tmp_path / "styled.xyz")])
     with pytest.raises(ValueError, match="not found: .*nope.png"):
         _run_cli("stylize", [str(tmp_path / "in.ply"), "--style", str(tmp_path / "nope.png"), "-o", str(out)])
 

@@ -40,6 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from shared_protocol.splatfile.errors import SplatFileError
+    from shared_protocol.splatfile.registry import format_for_output
+
     from ..cameras.io import load_cameras
     from ..imaging import load_image
     from ..scene.io import load_scene_with_extra
@@ -48,11 +51,14 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     out = Path(args.output)
-    if out.suffix.lower() not in (".ply", ".splat"):
-        raise ValueError(f"output must end in .ply or .splat, got {out.name!r}")
+    try:
+        format_for_output(out)
+    except SplatFileError as e:
+        raise ValueError(f"output {out.name!r}: {e.problem}") from None
     scene, extra = load_scene_with_extra(args.scene)
     style = load_image(args.style)
     cameras = load_cameras(args.cameras) if args.cameras else None
+    load_s = time.perf_counter() - t0
     preset = args.preset or default_preset(args.device)
     config = StylizeConfig.from_settings(job_settings(args, preset), progress_bar=not args.quiet)
     print(
@@ -64,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     result = stylize(
         scene, style, cameras=cameras, config=config, checkpoint_dir=args.checkpoint_dir, mask=mask
     )
+    result.report.setdefault("timings", {})["load"] = {"total_s": load_s, "calls": 1, "mean_s": load_s}
     paths = write_outputs(result, scene, style, out, extra=extra, backend=config.render_backend)
     print_summary(result, paths, t0)
     return 0

@@ -145,11 +145,15 @@ def write_outputs(
 ) -> dict[str, Path]:
     """Write the stylized scene and its side outputs (see the module docstring). Returns their paths.
     sheet_size: contact sheet tile size; default twice the optimized render size, at most 320 px."""
+    import time
+
     from ..scene.io import save_scene
 
+    t0 = time.perf_counter()
     paths = side_paths(out_ply)
     paths["scene"].parent.mkdir(parents=True, exist_ok=True)
     save_scene(result.scene, paths["scene"], extra)
+    t_scene = time.perf_counter() - t0
     settings = result.report.get("settings", {})
     background = tuple(settings.get("background", (0.0, 0.0, 0.0)))
     if sheet_size is None:
@@ -165,5 +169,10 @@ def write_outputs(
         paths.pop("loss_curves")
         report["notes"] = [*report.get("notes", []), "matplotlib not installed: no loss-curve PNG"]
     report["outputs"] = {k: str(v) for k, v in paths.items()}
+    timings = dict(report.get("timings", {}))
+    t_all = time.perf_counter() - t0
+    for name, seconds in (("write_outputs:scene", t_scene), ("write_outputs", t_all)):
+        timings[name] = {"total_s": seconds, "calls": 1, "mean_s": seconds}
+    report["timings"] = timings  # the report file itself is written after this
     write_report(report, paths["report"])
     return paths
