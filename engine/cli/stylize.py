@@ -24,9 +24,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "brush texture of a style image; the geometry stays bit-identical. Writes OUT.ply and, beside it, "
         "OUT.contact.png, OUT.losses.png and OUT.report.json.",
     )
-    p.add_argument("scene", help="input scene (.ply, .compressed.ply, .splat)")
+    formats = ".ply, .compressed.ply, .splat, .spz, .sog, .glb, .gltf"
+    p.add_argument("scene", help=f"input scene ({formats}, meta.json of unbundled SOG)")
     p.add_argument("--style", required=True, help="style image (jpg/png)")
-    p.add_argument("-o", "--output", required=True, help="output scene path (.ply or .splat)")
+    p.add_argument("-o", "--output", required=True, help=f"output scene path ({formats})")
     views = p.add_mutually_exclusive_group()
     views.add_argument("--cameras", help="camera file (JSON list of cameras, INRIA cameras.json, ...)")
     add_settings_arguments(p, views=False)
