@@ -30,12 +30,20 @@ def read_extensions() -> tuple[str, ...]:
     return tuple(shared_module("splatfile.io").READ_EXTENSIONS)
 
 
-def _simple_extensions() -> list[str]:  # ".compressed.ply" is a ".ply" to a file browser
-    return list(dict.fromkeys("." + ext.rsplit(".", 1)[-1] for ext in read_extensions()))
+def write_extensions() -> tuple[str, ...]:
+    """What `shared_protocol.splatfile` writes (".ply", ".spz", ".sog", ".glb", ...)."""
+    from ._shared import shared_module
+
+    return tuple(shared_module("splatfile.io").WRITE_EXTENSIONS)
 
 
-def file_glob() -> str:
-    return ";".join("*" + ext for ext in _simple_extensions())
+def _simple_extensions(extensions=None) -> list[str]:  # ".compressed.ply" is a ".ply" to a file browser
+    exts = read_extensions() if extensions is None else extensions
+    return list(dict.fromkeys("." + ext.rsplit(".", 1)[-1] for ext in exts))
+
+
+def file_glob(extensions=None) -> str:
+    return ";".join("*" + ext for ext in _simple_extensions(extensions))
 
 
 def extensions_label() -> str:
@@ -91,12 +99,13 @@ class SPLATBRUSH_OT_import_gaussians(bpy.types.Operator, ImportHelper):
 
 
 class SPLATBRUSH_OT_export_gaussians(bpy.types.Operator, ExportHelper):
-    """Export the active splat object to a 3DGS file (.ply bit-exact, or .splat)"""
+    """Export the active splat object to a 3DGS file (format by extension: .ply and .glb bit-exact; .spz,
+    .sog, .compressed.ply, .splat quantized, see docs/formats.md)"""
 
     bl_idname = "splatbrush.export_gaussians"
     bl_label = "Export Gaussian Splats"
     filename_ext = ".ply"
-    filter_glob: StringProperty(default="*.ply;*.splat", options={"HIDDEN"})
+    filter_glob: StringProperty(default=file_glob(write_extensions()), options={"HIDDEN"})
 
     @classmethod
     def poll(cls, context):
@@ -108,7 +117,8 @@ class SPLATBRUSH_OT_export_gaussians(bpy.types.Operator, ExportHelper):
             arrays = splats.arrays_from_object(obj)
             _splatfile().write_splats(arrays, self.filepath)
         except USER_ERRORS as e:
-            self.report({"ERROR"}, f"{e} (hint: export a splat object to a path ending in .ply or .splat)")
+            exts = ", ".join(write_extensions())
+            self.report({"ERROR"}, f"{e} (hint: export a splat object to a path ending in {exts})")
             return {"CANCELLED"}
         self.report({"INFO"}, f"wrote {arrays.num_gaussians:,} Gaussians to {self.filepath}")
         return {"FINISHED"}
@@ -259,7 +269,8 @@ def menu_import(self, context):
 
 
 def menu_export(self, context):
-    self.layout.operator(SPLATBRUSH_OT_export_gaussians.bl_idname, text="Gaussian Splats (.ply, .splat)")
+    label = ", ".join(_simple_extensions(write_extensions()))
+    self.layout.operator(SPLATBRUSH_OT_export_gaussians.bl_idname, text=f"Gaussian Splats ({label})")
 
 
 classes = (

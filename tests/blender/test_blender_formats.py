@@ -101,3 +101,23 @@ def test_import_real_sog(addon, fresh_scene, shared_data, tmp_path, name):
     back = exported(addon, tmp_path)
     for field in FIELDS:
         assert getattr(back, field).tobytes() == getattr(original, field).tobytes(), field
+
+
+@pytest.mark.parametrize("ext", [".glb", ".spz", ".compressed.ply"])
+def test_export_writes_the_format_its_extension_names(addon, fresh_scene, tmp_path, ext):
+    import bpy
+
+    sf = splatfile(addon)
+    arrays = small_arrays(sf, deg=3)
+    src = tmp_path / "src.ply"
+    sf.write_splats(arrays, src)
+    import_file(src)
+    out = tmp_path / f"export{ext}"
+    assert bpy.ops.splatbrush.export_gaussians(filepath=str(out)) == {"FINISHED"}
+    registry = sys.modules[addon + ".vendor.shared_protocol.splatfile.registry"]
+    assert ext in registry.sniff_format(out).extensions  # the file's own bytes say so, not only its name
+    back = sf.read_splats(out)
+    assert back.num_gaussians == arrays.num_gaussians
+    if ext == ".glb":  # lossless
+        for field in FIELDS:
+            assert getattr(back, field).tobytes() == getattr(arrays, field).tobytes(), field
