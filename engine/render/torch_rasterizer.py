@@ -391,4 +391,3 @@ def composited_pairs(
     depth_sum = depth_sum.reshape(frame.th * TILE, frame.wp)[:H, :W]
     depth = torch.where(alpha > 0, depth_sum / alpha.clamp_min(1e-10), torch.zeros_like(alpha))
     return CompositedPairs(pix, order.index_select(0, gid), weight, alpha, depth)
-
