@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 
 FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
-HAS_PIL = importlib.util.find_spec("PIL") is not None
+
+
+def has_pil() -> bool:
+    """Pillow importable now (the extension's bundled wheel is on sys.path once it is installed)."""
+    importlib.invalidate_caches()
+    return importlib.util.find_spec("PIL") is not None
 
 
 def splatfile(module):
@@ -90,7 +95,7 @@ def test_import_real_sog(addon, fresh_scene, shared_data, tmp_path, name):
     import bpy
 
     src = shared_data / "scenes" / name
-    if not HAS_PIL:
+    if not has_pil():
         with pytest.raises(RuntimeError, match="pillow"):  # the ERROR report names what to install
             bpy.ops.splatbrush.import_gaussians(filepath=str(src))
         assert not bpy.data.objects
