@@ -1,4 +1,5 @@
-"""`splatbrush serve [--address A] [--state-dir DIR] [--device D]`: run the engine until SIGTERM/Ctrl-C."""
+"""`splatbrush serve [--address A] [--state-dir DIR] [--device D] [--workers N | --devices LIST]`: run the
+engine until SIGTERM/Ctrl-C."""
 
 from __future__ import annotations
 
@@ -19,6 +20,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=DEFAULT_ADDRESS, help=f"bind address (default: {DEFAULT_ADDRESS})")
     p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help=f"job store folder ({DEFAULT_STATE_DIR})")
     p.add_argument("--device", default="auto", help="device for jobs: auto (cuda if present), cpu, cuda:N")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="jobs run at once, each worker on --device (default 1); on CPU the cores are split between "
+        "them (torch threads = cores / workers)",
+    )
+    p.add_argument(
+        "--devices",
+        help="one worker per device instead, comma-separated (cuda:0,cuda:1,...); 'auto': every visible "
+        "GPU, else one CPU worker. Queued jobs go to the first free worker; a job asking for one of these "
+        "devices waits for its worker",
+    )
     p.add_argument("--curve-secret-key", help="the engine's .key_secret file (switches CURVE on)")
     p.add_argument("--authorized-keys", help="folder of the public .key files of clients allowed in")
     p.add_argument("--admin-keys", help="folder of the public .key files of admin clients (CURVE)")
@@ -45,6 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    import sys
 
     from ..server.runners import StylizeRunner, SyntheticRunner
     from ..server.server import EngineServer, ServerConfig
@@ -57,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         address=args.address,
         state_dir=args.state_dir,
         device=args.device,
+        workers=args.workers,
+        devices=args.devices.split(",") if args.devices else None,
         curve_secret_key=args.curve_secret_key,
         authorized_keys=args.authorized_keys,
         max_gaussians=args.max_gaussians,
@@ -74,9 +91,16 @@ def run(args: argparse.Namespace) -> int:
         runner = SyntheticRunner(step_s=args.synthetic_step_s, checkpoint_every=args.checkpoint_every or 5)
     else:
         runner = StylizeRunner(args.device, checkpoint_every=args.checkpoint_every)
-    server = EngineServer(config, runner)
+    try:
+        server = EngineServer(config, runner)
+    except ValueError as e:  # --workers/--devices
+        print(f"splatbrush serve: {e}", file=sys.stderr)
+        return 2
     server.start()
-    print(f"splatbrush engine listening on {server.bound_address} (state: {server.store.root})", flush=True)
+    where = f"state: {server.store.root}"
+    if len(server.pool) > 1:
+        where += f", {len(server.pool)} workers: {', '.join(server.pool.devices)}"
+    print(f"splatbrush engine listening on {server.bound_address} ({where})", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -17,6 +17,11 @@ class ServerConfig:
     """Folder of the job store (created 0700 if missing)."""
     device: str = "auto"
     """Device jobs run on when they ask for 'auto' (auto: cuda if available, else cpu)."""
+    workers: int = 1
+    """Workers running jobs at once, each on `device` (engine.server.pool)."""
+    devices: list[str] | None = None
+    """One worker per entry instead ("cuda:0", "cuda:1", "cpu"; "auto": every visible GPU, else one CPU
+    worker); jobs asking for 'auto' run on their worker's device. Excludes workers > 1."""
     curve_secret_key: str | None = None
     """The server's .key_secret file (`splatbrush keys generate --name server`)."""
     authorized_keys: str | None = None

@@ -197,7 +197,7 @@ class RequestHandlers:
             if msg.watch:
                 self._watchers.setdefault(info.id, set()).add(identity)
             if created:
-                self.worker.enqueue(info.id)
+                self.pool.enqueue(info.id)
                 log.info("job %s: queued (%d Gaussians)", info.id, info.num_gaussians)
 
         return JobReply(info), after
@@ -206,8 +206,8 @@ class RequestHandlers:
         job_id = info.id
         if info.state in TERMINAL_STATES:
             return info
-        self.worker.cancel(job_id)
-        if info.state == "queued" and self.worker.current != job_id:
+        self.pool.cancel(job_id)  # the worker running it stops at its next step
+        if info.state == "queued" and not self.pool.running(job_id):
             info = self.store.update(job_id, state="cancelled", finished=time.time(), phase="cancelled")
             self.post(Progress(job_id, "cancelled", info.step, info.total_steps, "cancelled"))
         return info

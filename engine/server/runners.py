@@ -1,4 +1,4 @@
-"""What the engine's worker runs for a job.
+"""What the engine's workers run for a job (one runner instance per worker: `for_device`).
 
 `StylizeRunner` is the real one (`engine.stylize.stylize`). `SyntheticRunner` is a deterministic stand-in
 with the same checkpoint/stop/progress behaviour and no rendering, for protocol tests and benchmarks
@@ -7,6 +7,7 @@ with the same checkpoint/stop/progress behaviour and no rendering, for protocol 
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -113,6 +114,13 @@ class StylizeRunner:
         self.checkpoint_every = checkpoint_every
         self.extra = overrides
 
+    def for_device(self, device: str) -> StylizeRunner:
+        """A copy of this runner for one worker of a pool: its own instance, jobs asking 'auto' run on
+        `device`. Nothing is shared between workers but the (read-only) overrides."""
+        r = copy.copy(self)
+        r.device, r.extra = device, dict(self.extra)
+        return r
+
     def _config(self, settings: JobSettings, overrides: dict[str, Any]):
         from engine.stylize import StylizeConfig
 
@@ -177,6 +185,10 @@ class SyntheticRunner:
         self.step_s = step_s
         self.checkpoint_every = checkpoint_every
         self.preview_every = preview_every
+
+    def for_device(self, device: str) -> SyntheticRunner:
+        """A copy for one worker of a pool (the synthetic runner runs on no device)."""
+        return copy.copy(self)
 
     def validate(self, settings: JobSettings) -> None:
         pass

@@ -1,9 +1,10 @@
-"""`EngineServer`: a ZeroMQ ROUTER socket in front of the job store and the worker.
+"""`EngineServer`: a ZeroMQ ROUTER socket in front of the job store and its workers (engine.server.pool).
 
-One thread (the loop) owns the socket: it answers requests, pushes the worker's progress/preview events to
-the clients watching each job, and sends heartbeats. The worker thread posts events through a queue and
-wakes the loop over an inproc socket. SIGTERM / a `shutdown` request: the worker checkpoints at its next
-step, the job stays queued on disk, the engine exits; the next start resumes it.
+One thread (the loop) owns the socket: it answers requests, pushes the workers' progress/preview events to
+the clients watching each job, and sends heartbeats. Worker threads (one by default, one per device with
+`devices`) post events through a queue and wake the loop over an inproc socket. SIGTERM / a `shutdown`
+request: every worker checkpoints at its next step, the jobs stay queued on disk, the engine exits; the next
+start resumes them.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from .access import Access, Unauthorized
 from .config import DEFAULT_ADDRESS, DEFAULT_STATE_DIR, BusyError, LimitError, ServerConfig
 from .handlers import RequestHandlers, error_reply
 from .outbox import Outbox
+from .pool import WorkerPool, runner_for, worker_devices
 from .runners import JobRunner
 from .security import KeyRing, SecurityError, is_loopback, setup_curve
 from .store import JobStore
-from .worker import Worker
 
 log = logging.getLogger(__name__)
 SNDHWM = 1000
@@ -74,10 +75,13 @@ class EngineServer(RequestHandlers):
             )
         if bool(config.curve_secret_key) != bool(config.authorized_keys):
             raise SecurityError("CURVE needs both --curve-secret-key and --authorized-keys")
+        devices = worker_devices(config.device, config.workers, config.devices)  # ValueError: bad devices
         if runner is None:
             from .runners import StylizeRunner
 
             runner = StylizeRunner(config.device)
+        if config.devices:  # submits are checked (device, memory) against the first worker's device
+            runner = runner_for(runner, devices[0])
         self.config = config
         self.runner = runner
         self.codec_limits = CodecLimits(max_message_bytes=config.max_message_bytes)
@@ -97,14 +101,15 @@ class EngineServer(RequestHandlers):
         self._auth = None
         self._sock: zmq.Socket | None = None
         self._wake: zmq.Socket | None = None
-        self.worker = Worker(self.store, runner, self.post)
+        self.pool = WorkerPool(self.store, runner, self.post, devices)
         self.bound_address: str | None = None
-        self.name = f"splatbrush-engine/{engine_version} ({runner.name}, pid {os.getpid()})"
+        workers = f", {len(devices)} workers" if len(devices) > 1 else ""
+        self.name = f"splatbrush-engine/{engine_version} ({runner.name}{workers}, pid {os.getpid()})"
         self.devices = _devices()
 
     # ------------------------------------------------------------------------------------------ setup
     def start(self) -> None:
-        """Bind, start the worker, requeue the jobs a previous run left unfinished."""
+        """Bind, start the workers, requeue the jobs a previous run left unfinished."""
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -130,13 +135,15 @@ class EngineServer(RequestHandlers):
         self._wake = self._ctx.socket(zmq.PULL)
         self._wake.bind(self._wake_addr)
         for job_id in self.store.recover():
-            self.worker.enqueue(job_id)
-        self.worker.start()
+            self.pool.enqueue(job_id)
+        self.pool.start()
         log.info(
-            "engine listening on %s (state %s, runner %s)",
+            "engine listening on %s (state %s, runner %s, %d worker(s): %s)",
             self.bound_address,
             self.store.root,
             self.runner.name,
+            len(self.pool),
+            ", ".join(self.pool.devices),
         )
 
     def post(self, msg: Message) -> None:
@@ -212,12 +219,12 @@ class EngineServer(RequestHandlers):
             self._shutdown()
 
     def _shutdown(self) -> None:
-        log.info("engine stopping: checkpointing the running job")
-        self.worker.stop()
-        self.worker.join(self.config.shutdown_timeout_s)
-        if self.worker.is_alive():
+        log.info("engine stopping: checkpointing the running job(s)")
+        self.pool.stop()
+        for w in self.pool.join(self.config.shutdown_timeout_s):
             log.warning(
-                "worker did not stop within %.0f s; its job resumes from its last checkpoint",
+                "%s did not stop within %.0f s; its job resumes from its last checkpoint",
+                w.name,
                 self.config.shutdown_timeout_s,
             )
         self._io.shutdown(wait=True, cancel_futures=True)

@@ -1,11 +1,11 @@
-"""The engine's single worker thread: runs queued jobs one at a time and reports through `post`."""
+"""A worker thread of the engine (engine.server.pool): runs its pool's queued jobs one at a time on its
+device and reports through `post`."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 
 from shared_protocol.events import ProgressEvent
@@ -18,40 +18,41 @@ log = logging.getLogger(__name__)
 
 
 class Worker(threading.Thread):
-    def __init__(self, store: JobStore, runner: JobRunner, post: Callable[[Message], None]):
-        super().__init__(name="splatbrush-worker", daemon=True)
+    """One worker thread: takes queued jobs from its pool (`take`) one at a time, runs them on `device` with
+    its own runner. `cancelled` (job ids) and `stopping` are the pool's, shared by its workers."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        runner: JobRunner,
+        post: Callable[[Message], None],
+        take: Callable[[Worker], str | None],
+        cancelled: set[str],
+        stopping: threading.Event,
+        device: str = "auto",
+        name: str = "splatbrush-worker",
+        threads: int | None = None,
+    ):
+        super().__init__(name=name, daemon=True)
         self.store = store
         self.runner = runner
         self.post = post
-        self._queue: deque[str] = deque()
-        self._cond = threading.Condition()
-        self._stopping = threading.Event()
-        self._cancel: set[str] = set()
+        self.device = device
+        self.threads = threads
+        self._take = take
+        self._cancel = cancelled
+        self._stopping = stopping
         self.current: str | None = None
 
-    def enqueue(self, job_id: str) -> None:
-        with self._cond:
-            self._queue.append(job_id)
-            self._cond.notify()
-
-    def cancel(self, job_id: str) -> None:
-        """Ask the running job to stop at its next step (queued jobs are cancelled by the server)."""
-        self._cancel.add(job_id)
-
-    def stop(self) -> None:
-        """Finish the current step, checkpoint, leave the job queued (it resumes on restart)."""
-        self._stopping.set()
-        with self._cond:
-            self._cond.notify()
-
     def run(self) -> None:
+        if self.threads is not None:
+            import torch
+
+            torch.set_num_threads(self.threads)
         while not self._stopping.is_set():
-            with self._cond:
-                while not self._queue and not self._stopping.is_set():
-                    self._cond.wait(1.0)
-                if self._stopping.is_set():
-                    return
-                job_id = self._queue.popleft()
+            job_id = self._take(self)
+            if job_id is None:
+                return
             try:
                 self._run_job(job_id)
             except Exception:  # the worker must survive anything a job does
@@ -78,7 +79,6 @@ class Worker(threading.Thread):
         info = self.store.get(job_id)
         if info is None or info.state != "queued":
             return
-        self.current = job_id
         if job_id in self._cancel:
             self.store.update(job_id, state="cancelled", finished=time.time())
             self._progress(job_id)
@@ -94,7 +94,9 @@ class Worker(threading.Thread):
             job_id, state="running", started=time.time(), phase="starting", total_steps=total, error=None
         )
         self._progress(job_id)
-        log.info("job %s: running (%d Gaussians, %s)", job_id, g.num_gaussians, settings.to_dict())
+        log.info(
+            "job %s: running on %s (%d Gaussians, %s)", job_id, self.name, g.num_gaussians, settings.to_dict()
+        )
 
         def callback(ev: ProgressEvent) -> None:
             ev = ev.wire_safe(job_id=job_id, state="running")
