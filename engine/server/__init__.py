@@ -1,4 +1,4 @@
-"""The engine server: ZeroMQ ROUTER in front of a persistent job store and one worker.
+"""The engine server: ZeroMQ ROUTER in front of a persistent job store and its workers (one per device).
 
 from engine.server import EngineServer, ServerConfig
 EngineServer(ServerConfig(address="tcp://127.0.0.1:5557", state_dir="state")).serve_forever()
