@@ -27,15 +27,19 @@ def test_outbox_counts_unread_bytes_per_client():
         ident, _ = router.recv_multipart()
         box = Outbox(router, per_client_bytes=16 << 20, total_bytes=1 << 30)
         big = np.ones(8 << 20, np.uint8)
-        sent = 0
-        while box.room_for(ident, big.nbytes) is None and sent < 100:
+        sent, refused = 0, None
+        while sent < 40:
+            refused = box.room_for(ident, big.nbytes)
+            if refused is not None:
+                break
             box.send(ident, [b"head", memoryview(big)])
             sent += 1
-            time.sleep(0.02)
-        # what the kernel's socket buffers took is gone from zmq; the rest is held, and bounded
-        assert sent < 100, "an unread client was never refused"
-        assert box.pending(ident) <= (16 << 20) + big.nbytes
-        assert "still unread" in box.room_for(ident, big.nbytes)
+            # what the kernel and the client's zmq took is gone from the engine; the rest is held, bounded
+            assert box.pending(ident) <= (16 << 20) + big.nbytes
+        # Whether it is refused before 40 sends depends on how fast the client's zmq I/O thread drains the
+        # socket (it queues unread messages itself); when it is, the reason names the unread bytes.
+        # The refusal itself is asserted end to end by the next test (a client that reads nothing).
+        assert refused is None or "still unread" in refused
         for _ in range(sent):
             assert dealer.poll(5000)
             dealer.recv_multipart()
