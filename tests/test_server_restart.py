@@ -120,7 +120,8 @@ def test_kill_9_with_the_real_stylizer(tmp_path):
     from engine.scene.io import scene_to_arrays
 
     g = scene_to_arrays(make_random_scene(150, sh_degree=1, dtype=torch.float32))
-    settings = {"preset": "preview", "steps": 8, "size": 24, "views": 2, "seed": 5, "device": "cpu"}
+    # enough steps that the job is still running when the kill comes (8 finished first on a loaded machine)
+    settings = {"preset": "preview", "steps": 60, "size": 24, "views": 2, "seed": 5, "device": "cpu"}
     outs = []
     for kill in (False, True):
         port, state = free_port(), tmp_path / f"state{int(kill)}"
