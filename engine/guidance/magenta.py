@@ -48,9 +48,6 @@ class MagentaGuidanceConfig:
     """Side of the object crop given to the style transformer (a multiple of 4; the wheel's models: 384)."""
     crop_margin: float = 0.06
     """Extra border around the mask's bounding box, as a fraction of its larger side."""
-    palette: float = 0.0
-    """0..1: how far each target's CIELAB mean/std over the object move to the painting's (Reinhard colour
-    transfer after the network; 0 = the network's own colours)."""
     content_weight: float = 0.0
     """Weight of the masked MSE between the blurred, standardized (per-view zero mean, unit std) luminance
     of the render and of the original: the shading's shape stays, the painting sets tone and contrast."""
@@ -115,27 +112,6 @@ def masked_mean_std(feat: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return mean, (var + 1e-6).sqrt()
 
 
-def lab_to_srgb(lab: Tensor) -> Tensor:
-    """[B, 3, H, W] CIELAB (D65) -> sRGB, the inverse of `weightfree.srgb_to_lab` (not clamped)."""
-    L, a, b = lab.unbind(1)
-    fy = (L + 16) / 116
-    f = torch.stack([fy + a / 500, fy, fy - b / 200], 1)
-    eps, kappa = 216 / 24389, 24389 / 27
-    xyz = torch.where(f**3 > eps, f**3, (116 * f - 16) / kappa)
-    xyz = xyz * lab.new_tensor([0.95047, 1.0, 1.08883])[:, None, None]
-    m_inv = torch.linalg.inv(
-        lab.new_tensor(
-            [
-                [0.4124564, 0.3575761, 0.1804375],
-                [0.2126729, 0.7151522, 0.0721750],
-                [0.0193339, 0.1191920, 0.9503041],
-            ]
-        )
-    )
-    lin = torch.einsum("ij,bjhw->bihw", m_inv, xyz).clamp_min(0)
-    return torch.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
-
-
 def _standardized(lum: Tensor, w: Tensor) -> Tensor:
     """[B, 1, H, W] luminance -> zero mean, unit std over the masked pixels of each view: the content term
     keeps the shading's shape while the painting sets the overall tone and contrast."""
@@ -178,10 +154,6 @@ class MagentaGuidance(ModelGuidance):
             if self.cfg.feature_weight > 0:
                 feats = self.nets.features(_resize(style, self.cfg.feature_size))
                 self.style_stats = [masked_mean_std(f, torch.ones_like(style[:, :1])) for f in feats]
-        if self.cfg.palette > 0:
-            from .weightfree import srgb_to_lab
-
-            self.style_lab = masked_mean_std(srgb_to_lab(style), torch.ones_like(style[:, :1]))
         self.targets: dict[int, Tensor] = {}  # view id -> [1, 3, H, W]
         self.visits: dict[int, int] = {}  # view id -> times optimized
         self.view_vecs: dict[int, Tensor] = {}  # view id -> blended style vector [1, D]
@@ -196,22 +168,7 @@ class MagentaGuidance(ModelGuidance):
         m = mask.to(image.dtype)
         content = crop_square(image * m + GREY * (1 - m), box, GREY)
         out = self.nets.stylize(_resize(content, self.cfg.content_size).float(), style_vec).clamp(0, 1)
-        painted = paste_square(image, _resize(out, box[2]).to(image.dtype), box)
-        if self.cfg.palette > 0:
-            painted = self._transfer_palette(painted, mask)
-        return painted
-
-    def _transfer_palette(self, image: Tensor, mask: Tensor) -> Tensor:
-        """Move the object's CIELAB mean/std `palette` of the way to the painting's."""
-        from .weightfree import srgb_to_lab
-
-        lab = srgb_to_lab(image)  # [1, 3, H, W]
-        mean, std = masked_mean_std(lab, mask)
-        k = self.cfg.palette
-        s_mean, s_std = self.style_lab
-        new_mean, new_std = (1 - k) * mean + k * s_mean, (1 - k) * std + k * s_std
-        moved = (lab - mean[..., None, None]) / std[..., None, None] * new_std[..., None, None]
-        return lab_to_srgb(moved + new_mean[..., None, None]).clamp(0, 1)
+        return paste_square(image, _resize(out, box[2]).to(image.dtype), box)
 
     @torch.no_grad()
     def _view_vector(self, original: Tensor, mask: Tensor) -> Tensor:
