@@ -9,10 +9,10 @@ import os
 from math import radians
 
 import bpy
-from bpy.props import CollectionProperty, EnumProperty, StringProperty
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import artist, engine_link, splats
+from . import artist, engine_link, native_splats, splats
 
 USER_ERRORS = (ValueError, RuntimeError, OSError, ImportError)  # SplatFileError etc. are ValueErrors
 
@@ -69,6 +69,12 @@ class SPLATBRUSH_OT_import_gaussians(bpy.types.Operator, ImportHelper):
     files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
     directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
     up_axis: EnumProperty(name="Up axis", items=UP_AXES, default="AUTO")
+    native: BoolProperty(
+        name="Native splats (5.3+)",
+        description="Blender 5.3+: a Gaussian splat point cloud drawn by Blender itself (EEVEE, Workbench) "
+        "instead of the Geometry Nodes display; exported bit-exact too",
+        default=False,
+    )
 
     def execute(self, context):
         paths = [os.path.join(self.directory, f.name) for f in self.files if f.name] or [self.filepath]
@@ -77,7 +83,10 @@ class SPLATBRUSH_OT_import_gaussians(bpy.types.Operator, ImportHelper):
             try:
                 arrays = _splatfile().read_splats(path)
                 name = os.path.basename(path.rstrip("/\\")).split(".")[0] or "splats"
-                obj = splats.create_splat_object(context, arrays, name, source=path)
+                if self.native:
+                    obj = native_splats.create_native_object(context, arrays, name, source=path)
+                else:
+                    obj = splats.create_splat_object(context, arrays, name, source=path)
             except USER_ERRORS as e:
                 self.report({"ERROR"}, f"{e} (hint: Splatbrush reads {extensions_label()})")
                 return {"CANCELLED"}
@@ -93,7 +102,7 @@ class SPLATBRUSH_OT_import_gaussians(bpy.types.Operator, ImportHelper):
         for obj in imported:
             obj.select_set(True)
         context.view_layer.objects.active = imported[-1]
-        n = sum(len(o.data.vertices) for o in imported)
+        n = sum(len(o.data.points if self.native else o.data.vertices) for o in imported)
         self.report({"INFO"}, f"imported {n:,} Gaussians into {', '.join(o.name for o in imported)}")
         return {"FINISHED"}
 
@@ -109,12 +118,16 @@ class SPLATBRUSH_OT_export_gaussians(bpy.types.Operator, ExportHelper):
 
     @classmethod
     def poll(cls, context):
-        return splats.is_splat_object(context.active_object)
+        obj = context.active_object
+        return splats.is_splat_object(obj) or native_splats.is_native_splat_object(obj)
 
     def execute(self, context):
         obj = context.active_object
         try:
-            arrays = splats.arrays_from_object(obj)
+            if native_splats.is_native_splat_object(obj):
+                arrays = native_splats.arrays_from_native_object(obj)
+            else:
+                arrays = splats.arrays_from_object(obj)
             _splatfile().write_splats(arrays, self.filepath)
         except USER_ERRORS as e:
             exts = ", ".join(write_extensions())

@@ -1,0 +1,176 @@
+"""Blender 5.3+ native Gaussian splats: a PointCloud of type GAUSSIAN_SPLAT, drawn by Blender itself.
+
+What Blender 5.3 expects, read from its own importers (`wm.spz_import`, the glTF importer's
+KHR_gaussian_splatting path) and checked by importing a real .spz in bpy 5.3.0 (see docs/blender.md):
+
+    position        FLOAT_VECTOR  the means
+    scale           FLOAT_VECTOR  linear standard deviations, exp(log scale)
+    rotation        QUATERNION    w, x, y, z
+    radiance:base   FLOAT4        SH DC coefficients (r, g, b) and the opacity in 0..1, sigmoid(logit)
+    radiance:sh_<k> FLOAT_VECTOR  SH coefficient k + 1 (r, g, b), k = 0 .. (degree + 1)^2 - 2
+
+in the same SH basis as the INRIA files (our frame is kept: the up axis is the object's rotation, as for the
+mesh splats). These are derived for display; bit-exact export comes from the raw INRIA attributes stored
+beside them (f_dc_*, f_rest_*, opacity, scale_*, rot_*, extra_*, as on a splat mesh). A point cloud made by
+Blender's own importers has only the native attributes: it is read back from them (log / logit of float32
+values, so not bit-exact).
+
+The numpy part (`native_attributes`, `arrays_from_native`) is bpy-free; bpy is imported inside functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import attributes as A
+
+NATIVE_TYPE = "GAUSSIAN_SPLAT"
+BASE = "radiance:base"
+SH_PREFIX = "radiance:sh_"
+PROP = "splatbrush"  # the same object custom property as splat meshes (splats.PROP)
+
+
+def native_attributes(arrays) -> dict[str, tuple[str, np.ndarray]]:
+    """{name: (Blender data type, [N, width] float32)}: what Blender draws its native splats from."""
+    n = arrays.num_gaussians
+    quats = np.asarray(arrays.quats, dtype=np.float64)
+    norm = np.linalg.norm(quats, axis=1, keepdims=True)
+    quats = np.where(norm > 0, quats / np.where(norm > 0, norm, 1.0), np.array([1.0, 0.0, 0.0, 0.0]))
+    alpha = 1.0 / (1.0 + np.exp(-np.asarray(arrays.opacity_logits, dtype=np.float64)))
+    sh = np.asarray(arrays.sh, dtype=np.float32)
+    out = {
+        "scale": ("FLOAT_VECTOR", np.exp(np.asarray(arrays.log_scales, dtype=np.float64))),
+        "rotation": ("QUATERNION", quats),
+        BASE: ("FLOAT4", np.concatenate([sh[:, 0], alpha.reshape(n, 1)], axis=1)),
+    }
+    for k in range(sh.shape[1] - 1):
+        out[f"{SH_PREFIX}{k}"] = ("FLOAT_VECTOR", sh[:, k + 1])
+    return {name: (kind, np.ascontiguousarray(v, dtype=np.float32)) for name, (kind, v) in out.items()}
+
+
+def arrays_from_native(positions: np.ndarray, values: dict[str, np.ndarray], extra_order=None):
+    """SplatArrays from a native splat point cloud's attributes: the raw INRIA ones when present (bit-exact),
+    else derived from the native ones (scale -> log, opacity -> logit). ValueError names what is missing."""
+    raw = {name: v for name, v in values.items() if v.ndim == 1}
+    if all(name in raw for name in A.gaussian_attribute_names(0)):
+        return A.unpack(positions, raw, extra_order)
+    missing = [name for name in ("scale", "rotation", BASE) if name not in values]
+    if missing:
+        raise ValueError(
+            f"not a Gaussian splat point cloud: attributes {', '.join(missing)} are missing "
+            "(neither the raw f_dc_*/opacity/scale_*/rot_* nor Blender's native ones)"
+        )
+    from ._shared import shared_module
+
+    n = positions.shape[0]
+    k = 1 + sum(1 for name in values if name.startswith(SH_PREFIX))
+    if k not in (1, 4, 9, 16):
+        raise ValueError(f"found {k - 1} {SH_PREFIX}* attributes; a 3DGS point cloud has 0, 3, 8 or 15")
+    sh = np.empty((n, k, 3), dtype=np.float32)
+    base = values[BASE].astype(np.float64)
+    sh[:, 0] = base[:, :3]
+    for j in range(1, k):
+        sh[:, j] = values[f"{SH_PREFIX}{j - 1}"]
+    alpha = np.clip(base[:, 3], 1e-7, 1 - 1e-7)
+    scale = np.maximum(values["scale"].astype(np.float64), 1e-30)
+    return shared_module("splatfile").SplatArrays(
+        means=np.asarray(positions, dtype=np.float32).reshape(n, 3),
+        quats=np.asarray(values["rotation"], dtype=np.float32).reshape(n, 4),
+        log_scales=np.log(scale).astype(np.float32),
+        opacity_logits=np.log(alpha / (1 - alpha)).astype(np.float32),
+        sh=sh,
+    )
+
+
+# --------------------------------------------------------------------------------------------- bpy side
+WIDTH = {"FLOAT": 1, "FLOAT_VECTOR": 3, "QUATERNION": 4, "FLOAT4": 4, "FLOAT_COLOR": 4}
+_KEY = {"FLOAT": "value", "FLOAT_VECTOR": "vector", "QUATERNION": "value", "FLOAT4": "vector"}
+
+
+def supported() -> bool:
+    """Does this Blender have native Gaussian splat point clouds (5.3+)?"""
+    import bpy
+
+    prop = bpy.types.PointCloud.bl_rna.properties.get("type")
+    return prop is not None and NATIVE_TYPE in prop.enum_items.keys()
+
+
+def is_native_splat_object(obj) -> bool:
+    if obj is None or obj.type != "POINTCLOUD":
+        return False
+    return getattr(obj.data, "type", "") == NATIVE_TYPE
+
+
+def _set(pointcloud, name: str, kind: str, values: np.ndarray) -> None:
+    attr = pointcloud.attributes.get(name)
+    if attr is not None and (attr.data_type != kind or attr.domain != "POINT"):
+        pointcloud.attributes.remove(attr)
+        attr = None
+    if attr is None:
+        attr = pointcloud.attributes.new(name, kind, "POINT")
+    attr.data.foreach_set(_KEY[kind], np.ascontiguousarray(values, dtype=np.float32).ravel())
+
+
+def write_native(pointcloud, arrays) -> None:
+    """Store `arrays` on a point cloud: positions, the raw INRIA attributes, the native display ones."""
+    arrays.check()
+    n = arrays.num_gaussians
+    if len(pointcloud.points) != n:
+        pointcloud.resize(n)
+    means, raw = A.pack(arrays)
+    _set(pointcloud, "position", "FLOAT_VECTOR", means)
+    for name in [a.name for a in pointcloud.attributes if a.name.startswith(SH_PREFIX)]:
+        pointcloud.attributes.remove(pointcloud.attributes[name])  # a lower SH degree than before
+    for name, values in raw.items():
+        _set(pointcloud, name, "FLOAT", values)
+    for name, (kind, values) in native_attributes(arrays).items():
+        _set(pointcloud, name, kind, values)
+    pointcloud.type = NATIVE_TYPE
+    pointcloud.update_tag()
+
+
+def create_native_object(context, arrays, name: str, source: str = "", collection=None):
+    """Link a new native splat object (Blender 5.3+) holding `arrays` into `collection` (default: active)."""
+    import bpy
+
+    if not supported():
+        raise RuntimeError(
+            f"this Blender ({bpy.app.version_string}) has no native Gaussian splats (Blender 5.3+): "
+            "import with the Geometry Nodes display instead"
+        )
+    pointcloud = bpy.data.pointclouds.new(name)
+    write_native(pointcloud, arrays)
+    obj = bpy.data.objects.new(name, pointcloud)
+    obj[PROP] = {"extras": list(arrays.extra), "source": source, "sh_degree": arrays.sh_degree}
+    (collection or context.collection).objects.link(obj)
+    return obj
+
+
+def arrays_from_native_object(obj):
+    """The Gaussians of a native splat object (object-local coordinates)."""
+    if not is_native_splat_object(obj):
+        raise ValueError(f"{obj.name!r} is not a Gaussian splat point cloud (Blender 5.3+ native splats)")
+    pointcloud = obj.data
+    n = len(pointcloud.points)
+    if n == 0:
+        raise ValueError(f"point cloud {pointcloud.name!r} has no points")
+    values: dict[str, np.ndarray] = {}
+    for attr in pointcloud.attributes:
+        width = WIDTH.get(attr.data_type)
+        if attr.domain != "POINT" or attr.data_type not in _KEY or width is None:
+            continue
+        buf = np.empty(n * width, dtype=np.float32)
+        attr.data.foreach_get(_KEY[attr.data_type], buf)
+        values[attr.name] = buf if width == 1 else buf.reshape(n, width)
+    positions = values.pop("position")
+    meta = obj.get(PROP, {})
+    extras = list(meta.get("extras", [])) if hasattr(meta, "get") else []
+    return arrays_from_native(positions, values, extras)
+
+
+def native_positions(obj) -> np.ndarray:
+    """[N, 3] float32 positions of a native splat object (for bounds)."""
+    n = len(obj.data.points)
+    buf = np.empty(n * 3, dtype=np.float32)
+    obj.data.attributes["position"].data.foreach_get("vector", buf)
+    return buf.reshape(n, 3)
