@@ -2,7 +2,7 @@
 # Tests inside real Blender: the `bpy` module from PyPI in its own venvs (.venv-blender-4.2, .venv-blender-5.0,
 # .venv-blender-5.3), the extension zip built by build.py installed into it, tests/blender/ run with pytest.
 #
-#   scripts/test_blender.sh            # every version in SPLATBRUSH_BLENDER_VERSIONS (default "4.2 5.0")
+#   scripts/test_blender.sh            # every version in SPLATBRUSH_BLENDER_VERSIONS (default "4.2 5.0 5.3")
 #   SPLATBRUSH_BLENDER_VERSIONS=5.0 scripts/test_blender.sh -k render     # extra args go to pytest
 #
 # Blender 4.2-5.0 run Python 3.11 (bpy cp311 wheels), 5.1+ Python 3.13 (cp313): PYTHON311 / PYTHON313 pick the
@@ -14,9 +14,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-# 5.3 (Python 3.13) is not in the default yet: Blender 5.3 refuses the zip (its Python-version check reads
-# the cp312-abi3 pyzmq wheel as 3.11-only); SPLATBRUSH_BLENDER_VERSIONS="5.3" runs it.
-VERSIONS=${SPLATBRUSH_BLENDER_VERSIONS:-"4.2 5.0"}
+# 5.3 is the newest bpy on PyPI (Python 3.13): Blender 5.3 accepts the zip since it bundles a cp313 wheel
+# (Pillow) beside pyzmq's cp312-abi3 one; build.py checks Blender's Python-version rule (docs/blender.md).
+VERSIONS=${SPLATBRUSH_BLENDER_VERSIONS:-"4.2 5.0 5.3"}
 
 find_python() {  # $1 = 3.11 | 3.13: a working interpreter of that version, or nothing
   local cand
