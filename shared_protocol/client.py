@@ -25,6 +25,7 @@ import numpy as np
 import zmq
 
 from . import fields as F
+from . import transfer
 from .codec import DEFAULT_LIMITS, CodecLimits, recv_message
 from .credentials import check_submit_limits, load_key, load_token
 from .errors import (
@@ -64,6 +65,7 @@ from .messages import (
     Welcome,
     encode_message,
     message_from,
+    splat_from_arrays,
 )
 from .splatfile.arrays import SplatArrays
 
@@ -196,6 +198,11 @@ class JobHandle:
             raise JobFailed(f"job {self.id} failed: {st.get('error')}")
         if st["state"] == "cancelled":
             raise JobCancelled(f"job {self.id} was cancelled")
+        if self.client.version is None:
+            self.client.hello()
+        if (self.client.version or 1) >= 2:  # in chunks: no message bigger than one chunk
+            arrays, self.report = transfer.download(self.client, self.id, TRANSFER_RATE)
+            return splat_from_arrays(arrays, "result")
         nbytes = 240 * int(st.get("num_gaussians") or 0)  # about 236 bytes per Gaussian at SH degree 3
         reply = self.client._request(
             Result(self.id), timeout=self.client.timeout + 2 * nbytes / TRANSFER_RATE
@@ -411,20 +418,35 @@ class EngineClient:
         nbytes = sum(a.nbytes for a in arrays.values())
         if self.version is None:
             self.hello()
-        check_submit_limits(self.welcome.limits if self.welcome else {}, msg, nbytes)
+        limits = self.welcome.limits if self.welcome else {}
+        chunked = (self.version or 1) >= 2 and nbytes > int(limits.get("chunk_bytes") or transfer.CHUNK_BYTES)
+        size_key = "max_upload_bytes" if chunked else "max_message_bytes"  # a chunked submit: the upload
+        limit = limits.get(size_key)
+        if isinstance(limit, int) and nbytes > limit:
+            raise RemoteError(
+                "too_large",
+                f"the submit is {nbytes / 2**20:.0f} MiB, over this engine's {size_key} of {limit} (checked "
+                "before sending)",
+            )
+        others = {k: v for k, v in limits.items() if k not in ("max_message_bytes", "max_upload_bytes")}
+        check_submit_limits(others, msg, nbytes)
         timeout = self.timeout + nbytes / TRANSFER_RATE
-        attempt, patience = 0, time.monotonic() + timeout
+        if chunked:
+            attempt = transfer.chunked_submit(self, body, arrays, TRANSFER_RATE)
+        else:
+            attempt = lambda t: self._request(msg, timeout=t)  # noqa: E731
+        tries, patience = 0, time.monotonic() + timeout
         while True:
             try:
-                reply = self._request(msg, timeout=timeout)
+                reply = attempt(timeout)
                 break
             except EngineUnavailable:
-                if attempt == retries:
+                if tries == retries:
                     raise
-                attempt += 1
+                tries += 1
                 self._reconnect()
             except RemoteError as e:  # the first try is still being stored: wait for it, not a 2nd job
-                if e.code != "in_progress" or time.monotonic() > patience:
+                if e.code not in ("in_progress", "busy") or time.monotonic() > patience:
                     raise
                 time.sleep(0.2)
         assert isinstance(reply, JobReply)

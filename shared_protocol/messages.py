@@ -20,7 +20,7 @@ Events (engine -> watching clients, rid null): progress, preview, heartbeat.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,34 +29,23 @@ from . import fields as F
 from .codec import DEFAULT_LIMITS, CodecLimits, Decoded, decode, encode
 from .errors import ProtocolError, UnknownMessageType, VersionMismatch
 from .events import ProgressEvent
+from .msgbase import Message, only_arrays
 from .payloads import JobInfo, JobSettings, splat_from_arrays, splat_to_arrays
 from .splatfile.arrays import SplatArrays
+from .transfer import TRANSFER_REPLIES, TRANSFER_REQUESTS
 
-PROTOCOL_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
+"""2: chunked transfers (shared_protocol.transfer); 1: every payload in one message."""
 MAX_CAMERAS = 4096
 MIN_STYLE_SIDE = 8
 """The stylizer needs at least 8x8 style pixels; smaller is refused at submit."""
 
 
-def _only_arrays(where: str, arrays: dict[str, np.ndarray], allowed: set[str]) -> None:
-    bad = set(arrays) - allowed
-    if bad:
-        raise ProtocolError(f"{where}: unexpected array(s) {sorted(bad)}")
+_only_arrays = only_arrays
 
 
 # ----------------------------------------------------------------------------------------------- messages
-class Message:
-    TYPE: ClassVar[str]
-
-    def to_wire(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}, {}  # type: ignore[arg-type]
-
-    @classmethod
-    def from_wire(cls, body: dict[str, Any], arrays: dict[str, np.ndarray]) -> Message:
-        raise NotImplementedError
-
-
 @dataclass
 class _JobRef(Message):
     job_id: str
@@ -450,8 +439,12 @@ REQUESTS: tuple[type[Message], ...] = (
     ListJobs,
     Clean,
     Shutdown,
+    *TRANSFER_REQUESTS,
 )
-REPLIES: tuple[type[Message], ...] = (Welcome, Pong, JobReply, JobList, ResultData, Cleaned, Ok, Error)
+REPLIES: tuple[type[Message], ...] = (
+    *(Welcome, Pong, JobReply, JobList, ResultData, Cleaned, Ok, Error),
+    *TRANSFER_REPLIES,
+)
 EVENTS: tuple[type[Message], ...] = (Progress, Preview, Heartbeat)
 MESSAGE_TYPES: dict[str, type[Message]] = {c.TYPE: c for c in (*REQUESTS, *REPLIES, *EVENTS)}
 
@@ -476,6 +469,10 @@ def message_from(d: Decoded) -> tuple[Message, str | None]:
     cls = MESSAGE_TYPES.get(d.type)
     if cls is None:
         raise UnknownMessageType(f"unknown message type {d.type!r:.40} (known: {sorted(MESSAGE_TYPES)})")
+    if d.version < cls.MIN_VERSION:
+        raise VersionMismatch(
+            f"{d.type!r} needs protocol version {cls.MIN_VERSION}, the header says {d.version}"
+        )
     return cls.from_wire(d.body, d.arrays), d.rid
 
 

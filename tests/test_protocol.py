@@ -10,6 +10,7 @@ import pytest
 
 from shared_protocol import fields as F
 from shared_protocol import messages as M
+from shared_protocol import transfer as T
 from shared_protocol.codec import CodecLimits, decode, encode, recv_message
 from shared_protocol.errors import MessageTooLarge, ProtocolError, UnknownMessageType, VersionMismatch
 from shared_protocol.events import ProgressEvent
@@ -86,6 +87,14 @@ EXAMPLES: list[M.Message] = [
     M.Progress("0123456789ab", "running", 4, 10, "optimize", {"style": 0.25}, "hi", 1.5),
     M.Preview("0123456789ab", 4, IMG),
     M.Heartbeat(12.0, "engine"),
+    T.UploadBegin(1000),
+    T.UploadReady("0123456789abcdef", 8 << 20, 300.0),
+    T.UploadChunk("0123456789abcdef", 16, np.arange(10, dtype=np.uint8)),
+    T.Uploaded("0123456789abcdef", 26),
+    T.ResultBegin("0123456789ab"),
+    T.ResultInfo("0123456789ab", 24, [{"name": "g.x", "dtype": "<f4", "shape": [2, 3]}], {"a": 1}),
+    T.ResultChunk("0123456789ab", 0, 24),
+    T.ResultPart("0123456789ab", 0, np.ones(24, np.uint8)),
 ]
 
 
@@ -109,7 +118,7 @@ def test_every_message_type_round_trips():
     covered = {type(m).TYPE for m in EXAMPLES}
     assert covered == set(M.MESSAGE_TYPES), set(M.MESSAGE_TYPES) - covered
     for msg in EXAMPLES:
-        frames = M.encode_message(msg, rid="r1")
+        frames = M.encode_message(msg, rid="r1", version=max(M.SUPPORTED_VERSIONS))
         back, rid = M.decode_message([bytes(f) for f in frames])
         assert rid == "r1"
         assert_same(msg, back)
@@ -156,8 +165,11 @@ def test_unknown_type_and_version():
     with pytest.raises(UnknownMessageType):
         M.decode_message([f[0].replace(b'"ok"', b'"rm_rf"')])
     with pytest.raises(VersionMismatch):
-        M.decode_message([f[0].replace(b'"v":1', b'"v":7')])
-    assert M.negotiate([1, 5]) == 1
+        M.decode_message([f[0].replace(b'"v":2', b'"v":7')])
+    assert M.negotiate([1, 5]) == 1 and M.negotiate([1, 2]) == 2
+    chunk = M.encode_message(T.UploadBegin(10), version=1)  # chunked transfers are protocol 2
+    with pytest.raises(VersionMismatch, match="needs protocol version 2"):
+        M.decode_message(chunk)
     with pytest.raises(VersionMismatch, match="no common"):
         M.negotiate([5, 6])
 

@@ -41,7 +41,7 @@ def test_submit_progress_result(engine):
     g = make_arrays()
     with engine.client() as c:
         info = c.ping()
-        assert info["version"] == 1 and "synthetic" in info["server"]
+        assert info["version"] == 2 and "synthetic" in info["server"]
         job = c.submit(g, STYLE, settings={"steps": 12, "seed": 4}, name="t")
         events = list(job.progress(timeout=20))
         steps = [e.step for e in events if e.kind == "progress" and e.state == "running"]
@@ -182,7 +182,7 @@ def test_curve_admits_only_authorized_clients(tmp_path):
     e = ThreadedEngine(tmp_path / "s", curve_secret_key=str(server_sec), authorized_keys=str(allowed))
     try:
         with e.client(server_public_key=server_pub, client_keys=good_sec) as c:
-            assert c.ping()["version"] == 1
+            assert c.ping()["version"] == 2
         with e.client(server_public_key=server_pub, client_keys=bad_sec, timeout=1.0) as c:
             with pytest.raises(EngineUnavailable):
                 c.ping()

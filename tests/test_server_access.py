@@ -128,8 +128,8 @@ def test_curve_keys_reload_admit_and_revoke(tmp_path, caplog):
         time.sleep(0.2)
         with caplog.at_level(logging.WARNING, logger="engine.server.security"):
             with client("bob") as b, client("alice") as a:
-                assert b.ping()["version"] == 1
-                assert a.ping()["version"] == 1  # one bad file does not lock everyone out
+                assert b.ping()["version"] == 2
+                assert a.ping()["version"] == 2  # one bad file does not lock everyone out
                 os.remove(allowed / "alice.key")  # revoked: its open connection stops working too
                 time.sleep(0.2)
                 with pytest.raises(RemoteError, match="no longer authorized") as ei:

@@ -23,7 +23,7 @@ def engine(tmp_path):
 
 def test_ping_exit_codes(engine, capsys):
     assert main(["ping", "--address", engine.address]) == 0
-    assert "protocol v1" in capsys.readouterr().out
+    assert "protocol v2" in capsys.readouterr().out
     assert main(["ping", "--address", "tcp://127.0.0.1:1", "--timeout", "0.3"]) == 1
     err = capsys.readouterr().err
     assert "no Splatbrush engine answered at tcp://127.0.0.1:1" in err and "splatbrush serve" in err

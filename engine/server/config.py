@@ -37,7 +37,19 @@ class ServerConfig:
     """Longest side of style images, cameras and the render size."""
     max_steps: int = 100_000
     max_views: int = 1024
-    max_message_bytes: int = 1536 * 1024 * 1024
+    max_message_bytes: int = 16 * 1024 * 1024
+    """One message, all its frames (protocol 2 moves anything bigger in chunks; a protocol-1 submit of a
+    small scene in one message is accepted up to this)."""
+    max_upload_bytes: int = 1536 * 1024 * 1024
+    """One chunked upload: the arrays of one submit (1.5 GiB: ~6M Gaussians at SH degree 3)."""
+    chunk_bytes: int = 8 * 1024 * 1024
+    """The most payload one chunk carries; ZMQ_MAXMSGSIZE (one frame) is this plus 1 KiB."""
+    max_frames: int = 256
+    """Frames one message may declare (checked in its header, the first frame the engine reads)."""
+    max_uploads_per_client: int = 2
+    """Uploads one client (owner) may have open at once."""
+    upload_timeout_s: float = 300.0
+    """An upload with no chunk or commit for this long is deleted."""
     max_job_memory_bytes: int | None = None
     """A job whose estimated memory is over this is refused at submit (None: the device's memory)."""
     max_job_seconds: float = 7 * 24 * 3600.0
@@ -49,7 +61,8 @@ class ServerConfig:
     """Unread reply bytes all clients together may hold in the engine."""
     inflight_bytes: int | None = None
     """Received submits waiting for the IO threads (decoding, writing) may hold this many bytes; more are
-    refused with `busy` (None: 2 x max_message_bytes)."""
+    refused with `busy` (None: 4 x max_message_bytes, at least 8 chunks). Chunks being written and result
+    chunks being read count too."""
     io_threads: int = 2
     """Threads that decode/store submits and load results, so the loop keeps answering everyone."""
     heartbeat_s: float = 2.0
@@ -59,6 +72,7 @@ class ServerConfig:
 
     def limits(self) -> dict[str, Any]:
         keys = ("max_gaussians", "max_resolution", "max_steps", "max_views", "max_message_bytes")
+        keys += ("max_upload_bytes", "chunk_bytes")
         return {k: v for k, v in asdict(self).items() if k in keys}
 
 

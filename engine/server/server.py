@@ -34,6 +34,8 @@ from .pool import WorkerPool, runner_for, worker_devices
 from .runners import JobRunner
 from .security import KeyRing, SecurityError, is_loopback, setup_curve
 from .store import JobStore
+from .transfers import TransferHandlers, is_transfer
+from .uploads import Uploads
 
 log = logging.getLogger(__name__)
 SNDHWM = 1000
@@ -63,7 +65,7 @@ def _access(config: ServerConfig) -> Access:
     return Access(admin_token=token)
 
 
-class EngineServer(RequestHandlers):
+class EngineServer(RequestHandlers, TransferHandlers):
     def __init__(
         self, config: ServerConfig, runner: JobRunner | None = None, context: zmq.Context | None = None
     ):
@@ -84,8 +86,19 @@ class EngineServer(RequestHandlers):
             runner = runner_for(runner, devices[0])
         self.config = config
         self.runner = runner
-        self.codec_limits = CodecLimits(max_message_bytes=config.max_message_bytes)
+        self.codec_limits = CodecLimits(
+            max_message_bytes=config.max_message_bytes,
+            frame_bytes=config.chunk_bytes,
+            max_frames=config.max_frames,
+        )
         self.store = JobStore(config.state_dir)
+        self.uploads = Uploads(
+            self.store.root / "uploads",
+            config.chunk_bytes,
+            config.max_upload_bytes,
+            config.max_uploads_per_client,
+            config.upload_timeout_s,
+        )
         self.access = _access(config)
         self._ctx = context or zmq.Context.instance()
         self._events: queue.Queue[Message] = queue.Queue()
@@ -95,7 +108,9 @@ class EngineServer(RequestHandlers):
         self._watchers: dict[str, set[bytes]] = {}
         self._done: queue.Queue[tuple[bytes, str | None, int, object]] = queue.Queue()
         self._inflight = 0
-        self._inflight_limit = config.inflight_bytes or 2 * config.max_message_bytes
+        self._inflight_limit = config.inflight_bytes or max(
+            4 * config.max_message_bytes, 8 * config.chunk_bytes
+        )
         self._io = ThreadPoolExecutor(max(1, config.io_threads), thread_name_prefix="splatbrush-io")
         self.outbox: Outbox | None = None
         self._auth = None
@@ -214,6 +229,7 @@ class EngineServer(RequestHandlers):
                 self._flush_events()
                 if time.monotonic() >= next_beat:
                     self._heartbeat()
+                    self.uploads.expire()
                     next_beat = time.monotonic() + self.config.heartbeat_s
         finally:
             self._shutdown()
@@ -296,13 +312,16 @@ class EngineServer(RequestHandlers):
         nbytes = sum(a.nbytes for a in h.specs)
         try:
             who = self.access.principal(identity, user_id, required=h.type not in ("hello", "ping"))
-            if h.type == "submit":
+            if is_transfer(h):
+                reply = self._transfer(identity, h, frames, who)
+            elif h.type == "submit":
                 task = lambda: self._submit_task(identity, decode(frames, self.codec_limits), who)  # noqa: E731
                 self._offload(identity, rid, nbytes, task)
                 return True
-            if nbytes > SMALL_ARRAYS_BYTES:
+            elif nbytes > SMALL_ARRAYS_BYTES:
                 raise ProtocolError(f"a {h.type!r:.40} message carries no arrays of {nbytes} bytes")
-            reply = self.dispatch(identity, decode(frames, self.codec_limits), who)
+            else:
+                reply = self.dispatch(identity, decode(frames, self.codec_limits), who)
         except Exception as e:  # keep answering whatever happens
             reply = error_reply(e)
         if reply is not None:
@@ -315,8 +334,9 @@ class EngineServer(RequestHandlers):
             reply, after = reply
         if isinstance(reply, BaseException):
             reply = error_reply(reply)
-        assert isinstance(reply, Message)
-        self._send(identity, reply, rid)
+        if reply is not None:
+            assert isinstance(reply, Message)
+            self._send(identity, reply, rid)
         if after is not None:
             after()
 

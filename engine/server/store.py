@@ -29,8 +29,9 @@ import numpy as np
 
 from shared_protocol.atomic import atomic_open, atomic_write_json, remove_partials
 from shared_protocol.fields import JOB_ID_RE, TERMINAL_STATES
-from shared_protocol.messages import JobInfo, JobSettings
+from shared_protocol.messages import JobInfo, JobSettings, splat_to_arrays
 from shared_protocol.splatfile import GAUSSIAN_FIELDS, SplatArrays
+from shared_protocol.transfer import layout_of
 
 log = logging.getLogger(__name__)
 FILE_MODE = 0o600
@@ -269,6 +270,27 @@ class JobStore:
     def output(self, job_id: str) -> tuple[SplatArrays, dict[str, Any]]:
         out = self.job_dir(job_id) / "output"
         return load_arrays(out / "gaussians.npz"), json.loads((out / "report.json").read_text())
+
+    def flat_output(self, job_id: str) -> tuple[Path, list[dict[str, Any]], int, dict[str, Any]]:
+        """(path, layout, nbytes, report) of the result as raw arrays back to back (`output/result.bin`,
+        written from gaussians.npz on the first chunked download), for reading in chunks."""
+        out = self.job_dir(job_id) / "output"
+        flat, meta = out / "result.bin", out / "result.json"
+        try:
+            info = json.loads(meta.read_text())
+            layout, nbytes = info["arrays"], int(info["nbytes"])
+            if flat.stat().st_size != nbytes:
+                raise ValueError("result.bin has the wrong size")
+        except (OSError, ValueError, KeyError, TypeError):
+            g, _ = self.output(job_id)
+            arrays = splat_to_arrays(g)
+            layout = layout_of(arrays)
+            nbytes = sum(a.nbytes for a in arrays.values())
+            with atomic_open(flat, mode=FILE_MODE) as f:
+                for a in arrays.values():
+                    f.write(memoryview(np.ascontiguousarray(a)).cast("B"))
+            write_json(meta, {"arrays": layout, "nbytes": nbytes})
+        return flat, layout, nbytes, json.loads((out / "report.json").read_text())
 
     def remove(self, job_id: str) -> bool:
         """Delete a finished job's folder (renamed away first, so a half-done delete never looks like a job).

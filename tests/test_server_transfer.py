@@ -1,0 +1,332 @@
+"""Chunked transfers (protocol 2): no message an engine takes is bigger than one chunk plus its header; a 1M
+Gaussian scene goes up and comes back bit-exact in chunks while other clients' pings are answered; uploads
+are bounded (per client, per chunk, in flight, in time); what libzmq itself buffers is measured."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+from server_helpers import STYLE, ThreadedEngine, free_port, make_arrays, start_engine_process
+
+from engine.server import SyntheticRunner
+from shared_protocol import transfer as T
+from shared_protocol.codec import encode
+from shared_protocol.errors import RemoteError, VersionMismatch
+from shared_protocol.messages import Error, Submit
+from shared_protocol.splatfile import GAUSSIAN_FIELDS
+
+MB = 1 << 20
+
+
+def _same(a, b) -> bool:
+    return all(np.array_equal(getattr(a, f), getattr(b, f)) for f in GAUSSIAN_FIELDS)
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def _zmtp_null(port: int) -> socket.socket:
+    """A raw TCP peer speaking ZMTP 3.0 (NULL mechanism) as a DEALER: what a hostile client can send
+    without libzmq (libzmq itself sends a multipart message only once it is complete)."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"\xff" + b"\0" * 8 + b"\x7f" + b"\x03\x00" + b"NULL".ljust(20, b"\0") + b"\0" + b"\0" * 31)
+    prop = b"\x0bSocket-Type" + struct.pack(">I", 6) + b"DEALER"
+    ready = b"\x05READY" + prop
+    s.sendall(b"\x04" + bytes([len(ready)]) + ready)
+    return s
+
+
+def _zmtp_frame(data, more: bool) -> bytes:
+    return bytes([0x02 | int(more)]) + struct.pack(">Q", len(data))
+
+
+# a bare ROUTER in a child process: it reports whether any message arrived, and its RSS is read from /proc
+ROUTER_CHILD = """
+import sys, zmq
+s = zmq.Context().socket(zmq.ROUTER)
+s.setsockopt(zmq.MAXMSGSIZE, int(sys.argv[1]))
+port = s.bind_to_random_port("tcp://127.0.0.1")
+print(port, flush=True)
+for line in sys.stdin:
+    print(int(bool(s.poll(200))), flush=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_libzmq_holds_an_unfinished_multipart_message_whatever_its_size():
+    """The residual risk docs/server.md states: ZMQ_MAXMSGSIZE bounds each frame, the receive HWM counts
+    whole messages, and a message's frames wait in the pipe until its last one arrives, so the receiving
+    application cannot see (nor refuse) a message that never ends. 40 frames of 4 MiB, none of them the
+    last: the receiver's memory grows by about all of them while it has nothing to read."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", ROUTER_CHILD, str(4 * MB + 1024)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    s = None
+    try:
+        s = _zmtp_null(int(child.stdout.readline()))
+        time.sleep(0.3)
+        before = _rss(child.pid)
+        frame = memoryview(np.ones(4 * MB, np.uint8))
+        for _ in range(40):
+            s.sendall(_zmtp_frame(frame, more=True))
+            s.sendall(frame)
+        time.sleep(1.0)
+        child.stdin.write("poll\n")
+        child.stdin.flush()
+        readable = child.stdout.readline().strip()
+        grown = _rss(child.pid) - before
+        assert readable == "0"  # nothing for the application to read (and so to refuse)...
+        assert grown > 120 * MB, f"{grown / MB:.0f} MiB"  # ...while libzmq holds the 160 MiB sent
+    finally:
+        if s is not None:
+            s.close()
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_engine_drops_a_connection_at_the_first_frame_over_one_chunk(tmp_path):
+    """The bound that holds: the engine's ZMQ_MAXMSGSIZE is one chunk (+1 KiB), so a 64 MiB frame is never
+    buffered (libzmq closes the connection as soon as its size prefix arrives); the engine keeps serving."""
+    port = free_port()
+    proc = start_engine_process(tmp_path / "s", port, "--runner", "synthetic")
+    try:
+        time.sleep(0.5)
+        before = _rss(proc.pid)
+        big = memoryview(np.ones(64 * MB, np.uint8))
+        for _ in range(4):  # 256 MiB in all, each frame alone over the limit, each on a new connection
+            s = _zmtp_null(port)
+            try:
+                s.sendall(_zmtp_frame(big, more=False))
+                s.sendall(big)
+            except OSError:
+                pass  # the engine hung up at the size prefix: the rest is never read
+            s.close()
+        time.sleep(1.0)
+        grown = _rss(proc.pid) - before
+        assert grown < 48 * MB, f"the engine grew by {grown / MB:.0f} MiB"
+        from shared_protocol.client import EngineClient
+
+        with EngineClient(f"tcp://127.0.0.1:{port}", timeout=10) as c:
+            assert c.ping()["server"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_a_1m_gaussian_scene_goes_up_and_comes_back_bit_exact_in_chunks(tmp_path):
+    """1M Gaussians at SH degree 3 (236 MB): uploaded in chunks (no message over one chunk + header), the
+    stored inputs equal the scene bit for bit, the result downloaded in chunks equals the engine's output;
+    another client's pings are answered in < 100 ms meanwhile (the loop never touches the bytes' disk IO)."""
+    e = ThreadedEngine(tmp_path / "s", SyntheticRunner(step_s=0.001))
+    seen: list[tuple[str, int]] = []
+    real = e.server._transfer
+
+    def spy(identity, h, frames, who):
+        seen.append((h.type, sum(memoryview(getattr(f, "buffer", f)).nbytes for f in frames)))
+        return real(identity, h, frames, who)
+
+    e.server._transfer = spy
+    g = make_arrays(1_000_000, 16)
+    lat: list[float] = []
+    stop = threading.Event()
+
+    def pinger():
+        with e.client() as c:
+            c.ping()
+            while not stop.is_set():
+                t = time.perf_counter()
+                c.ping()
+                lat.append(time.perf_counter() - t)
+                time.sleep(0.005)
+
+    th = threading.Thread(target=pinger)
+    try:
+        th.start()
+        time.sleep(0.3)
+        with e.client(timeout=60) as c:
+            job = c.submit(g, STYLE, settings={"steps": 1})
+            stored = e.server.store.inputs(job.id)[0]
+            assert _same(stored, g) and stored.extra == {}
+            job.wait(timeout=60)
+            result = job.result()
+            assert _same(result, e.server.store.output(job.id)[0])
+            assert job.report == e.server.store.output(job.id)[1]
+        time.sleep(0.1)
+    finally:
+        stop.set()
+        th.join(30)
+        e.stop()
+    kinds = {k for k, _ in seen}
+    assert {"upload_begin", "upload_chunk", "submit", "result_begin", "result_chunk"} <= kinds
+    assert sum(k == "upload_chunk" for k, _ in seen) >= 236 // 8
+    assert max(n for _, n in seen) <= T.CHUNK_BYTES + 4096
+    assert list((tmp_path / "s" / "uploads").iterdir()) == []  # the committed upload is gone
+    print(f"{len(lat)} pings, max {max(lat) * 1000:.0f} ms, p99 {np.percentile(lat, 99) * 1000:.0f} ms")
+    assert len(lat) > 20
+    assert np.percentile(lat, 99) < 0.1 and max(lat) < 0.35, f"a ping waited {max(lat):.2f} s"
+
+
+def _raw(e: ThreadedEngine):
+    """A client that speaks protocol 2 by hand (hello done) and sends single messages."""
+    c = e.client()
+    c.hello()
+    return c
+
+
+def _ask(c, msg):
+    rid = uuid.uuid4().hex[:16]
+    c._send(msg, rid, 5.0)
+    while True:
+        got = c._recv_one(5.0)
+        assert got is not None, "no reply"
+        if got[1] == rid:
+            return got[0]
+
+
+def test_uploads_are_bounded_per_client_per_chunk_and_in_time(tmp_path):
+    e = ThreadedEngine(
+        tmp_path / "s", SyntheticRunner(step_s=0.001), chunk_bytes=1 * MB, upload_timeout_s=0.5
+    )
+    try:
+        c, other = _raw(e), e.client(token="f" * 32)
+        ups = [_ask(c, T.UploadBegin(3 * MB)) for _ in range(2)]
+        assert all(isinstance(u, T.UploadReady) and u.chunk_bytes == MB for u in ups)
+        third = _ask(c, T.UploadBegin(10))
+        assert isinstance(third, Error) and third.code == "busy" and "2 uploads open" in third.message
+        big = _ask(c, T.UploadBegin(10 << 30))
+        assert big.code == "too_large" and "max_upload_bytes" in big.message
+        uid = ups[0].upload_id
+        data = np.arange(MB, dtype=np.uint32).view(np.uint8)[:MB]
+        over = _ask(c, T.UploadChunk(uid, 0, np.zeros(MB + 1, np.uint8)))
+        assert over.code == "too_large" and "chunks are 1..1048576 bytes" in over.message
+        gap = _ask(c, T.UploadChunk(uid, 5, data))
+        assert gap.code == "invalid" and "expected 0" in gap.message
+        assert _ask(c, T.UploadChunk(uid, 0, data)) == T.Uploaded(uid, MB)
+        other.hello()
+        theirs = _ask(other, T.UploadChunk(uid, MB, data))  # another client cannot add to (or see) it
+        assert theirs.code == "not_found"
+        body = {
+            "settings": {},
+            "upload_id": uid,
+            "upload_arrays": [{"name": "style", "dtype": "|u1", "shape": [3 * MB]}],
+        }
+        early = _ask(c, T.SubmitUpload(body))
+        assert early.code == "invalid" and "holds 1048576 of its 3145728 bytes" in early.message
+        files = list((tmp_path / "s" / "uploads").iterdir())
+        assert len(files) == 2 and all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+        deadline = time.monotonic() + 10  # expiry runs with the heartbeats (0.5 s here)
+        while list((tmp_path / "s" / "uploads").iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert list((tmp_path / "s" / "uploads").iterdir()) == []
+        gone = _ask(c, T.UploadChunk(uid, MB, data))
+        assert gone.code == "not_found" and "expired" in gone.message
+        c.close()
+        other.close()
+    finally:
+        e.stop()
+
+
+def test_a_chunk_beyond_the_pending_bound_is_busy_and_retried(tmp_path):
+    e = ThreadedEngine(tmp_path / "s", SyntheticRunner(step_s=0.001), chunk_bytes=256 * 1024)
+    gate = threading.Event()
+    import engine.server.transfers as tr
+
+    real = tr.write_chunk
+    tr.write_chunk = lambda *a: (gate.wait(10), real(*a))[1]  # writes stall until the gate opens
+    try:
+        c = _raw(e)
+        up = _ask(c, T.UploadBegin(1 << 20))
+        data = np.ones(256 * 1024, np.uint8)
+        for k in range(3):  # sent without waiting: 2 may be pending, the third is refused
+            c._send(T.UploadChunk(up.upload_id, k * data.nbytes, data), f"r{k}", 5.0)
+        got = {}
+        while "r2" not in got:
+            m, rid = c._recv_one(5.0)
+            got[rid] = m
+        assert got["r2"].code == "busy" and "still being written" in got["r2"].message
+        gate.set()
+        while len(got) < 3:
+            m, rid = c._recv_one(5.0)
+            got[rid] = m
+        assert got["r1"] == T.Uploaded(up.upload_id, 2 * data.nbytes)
+        c.close()
+        with e.client(timeout=20) as c2:  # the client's own upload waits out `busy` by itself
+            job = c2.submit(make_arrays(20_000, 16), STYLE, settings={"steps": 1})
+            assert job.wait(timeout=20)["state"] == "done"
+            assert _same(job.result(), e.server.store.output(job.id)[0])
+    finally:
+        tr.write_chunk = real
+        gate.set()
+        e.stop()
+
+
+def test_protocol_1_clients_still_submit_small_scenes_in_one_message(tmp_path):
+    e = ThreadedEngine(tmp_path / "s", SyntheticRunner(step_s=0.001))
+    try:
+        with e.client() as c:
+            c.hello()
+            c.version = 1  # an older client: every header says v1, the result comes in one message
+            g = make_arrays(2000, 16)
+            job = c.submit(g, STYLE, settings={"steps": 1})
+            assert _same(e.server.store.inputs(job.id)[0], g)
+            job.wait(timeout=20)
+            assert _same(job.result(), e.server.store.output(job.id)[0])
+            with pytest.raises(VersionMismatch, match="needs protocol version 2"):
+                c._request(T.UploadBegin(100))
+            too_big = make_arrays(100_000, 16)  # 23.6 MB: over one message's 16 MiB
+            with pytest.raises(RemoteError, match="over this engine's max_message_bytes") as ei:
+                c.submit(too_big, STYLE)  # refused before sending (welcome.limits)
+            assert ei.value.code == "too_large"
+            body, arrays = Submit(too_big, STYLE).to_wire()
+            c._sock.send_multipart(encode("submit", body, arrays, rid="big1", version=1))  # sent anyway
+            msg, rid = c._recv_one(10.0)
+            assert rid == "big1" and msg.code == "too_large" and "limit is 16777216" in msg.message
+    finally:
+        e.stop()
+
+
+def test_a_header_declaring_too_many_frames_is_refused_at_once(tmp_path):
+    e = ThreadedEngine(tmp_path / "s", SyntheticRunner(step_s=0.001))
+    try:
+        c = _raw(e)
+        frames = encode("ping", {}, {"a": np.zeros(300, np.uint8)}, rid="x1", version=2, frame_bytes=1)
+        c._sock.send_multipart(frames[:1] + [b"\0"] * 3)  # says 300 frames, sends 3: read no further
+        msg, rid = c._recv_one(5.0)
+        assert rid == "x1" and msg.code == "too_large" and "256" in msg.message
+        assert c.ping()["server"]
+        c.close()
+    finally:
+        e.stop()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="modes")
+def test_result_file_for_chunked_download_is_private(tmp_path):
+    e = ThreadedEngine(tmp_path / "s", SyntheticRunner(step_s=0.001))
+    try:
+        with e.client() as c:
+            job = c.submit(make_arrays(500), STYLE, settings={"steps": 1})
+            job.wait(timeout=20)
+            assert job.result().num_gaussians == 500
+            flat = tmp_path / "s" / "jobs" / job.id / "output" / "result.bin"
+            assert flat.stat().st_mode & 0o777 == 0o600
+            assert c.clean([job.id]) == [job.id] and not flat.exists()
+    finally:
+        e.stop()
