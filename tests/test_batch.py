@@ -88,3 +88,49 @@ def test_thumbnails_use_the_given_camera(tmp_path):
     assert render_thumbnail(g, 16, tmp_path / "b.png")
     assert Image.open(tmp_path / "b.png").size == (16, 16)  # orbit view
     assert not render_thumbnail(g, 16, tmp_path / "c.png", {"fx": -1})  # a bad camera: no thumbnail, no crash
+
+
+def test_a_batch_rerun_after_a_crash_makes_no_second_job(tmp_path, manifest, monkeypatch):
+    """Each combination is submitted with one idempotency key (its fingerprint and attempt): a batch that
+    died after the engine made a job but before batch_state.json named it gets that job back on rerun."""
+    from engine.batch import engine_backend
+    from engine.batch.state import BatchState
+
+    e = ThreadedEngine(tmp_path / "state", SyntheticRunner(step_s=0.0))
+    real_start, calls = BatchState.start, []
+
+    def dies_on_the_third(self, c, backend):
+        calls.append(c.key)
+        if len(calls) == 3:  # submitted, not yet recorded
+            raise SystemExit("killed")
+        return real_start(self, c, backend)
+
+    try:
+        argv = ["batch", str(manifest), "--address", e.address, "--thumbnail-size", "0"]
+        monkeypatch.setattr(BatchState, "start", dies_on_the_third)
+        with pytest.raises(SystemExit):
+            main(argv)
+        with e.client() as c:
+            assert len(c.list_jobs()) == 3
+        monkeypatch.setattr(BatchState, "start", real_start)
+        assert main(argv) == 0
+        out = tmp_path / "out"
+        state = json.loads((out / "batch_state.json").read_text())
+        with e.client() as c:
+            jobs = c.list_jobs()
+        assert len(jobs) == 8 and {s["job_id"] for s in state.values()} == {j["id"] for j in jobs}
+        assert all(s["state"] == "done" and s["attempt"] == 0 for s in state.values())
+
+        # a combination whose job failed is submitted again, under its next attempt's key: a new job
+        key, rec = next(iter(state.items()))
+        e.server.store.update(rec["job_id"], state="failed", error="test")
+        (out / rec["output"]).unlink()
+        assert main(argv) == 0
+        again = json.loads((out / "batch_state.json").read_text())
+        assert again[key]["attempt"] == 1 and again[key]["job_id"] != rec["job_id"]
+        assert again[key]["state"] == "done"
+        assert engine_backend.idempotency_key("f" * 32, 1) == "batch-" + "f" * 32 + "-1"
+        with e.client() as c:
+            assert len(c.list_jobs()) == 9
+    finally:
+        e.stop()

@@ -22,21 +22,27 @@ from .summary import render_thumbnail, style_thumb_name, style_thumbnail, write_
 from .task import combo_metrics
 
 
-def _live_job(client: EngineClient, st: dict[str, Any]) -> bool:
-    """Whether the record's job still exists on the engine (queued, running or done)."""
+def _job_state(client: EngineClient, st: dict[str, Any]) -> str | None:
+    """The state of the record's job on the engine, None when the engine has no such job (lost, cleaned)."""
     if not st.get("job_id"):
-        return False
+        return None
     try:
-        info = client.attach(st["job_id"], watch=False).status()
+        return client.attach(st["job_id"], watch=False).status()["state"]
     except RemoteError as e:
         if e.code != "not_found":
             raise
-        return False
-    return info["state"] in ("queued", "running", "done")
+        return None
+
+
+def idempotency_key(fingerprint: str, attempt: int) -> str:
+    """One key per combination (its fingerprint: asset and style bytes, settings) and attempt, so that a
+    batch retried or rerun after a crash gets the job it already made instead of a second one."""
+    return f"batch-{fingerprint}-{attempt}"
 
 
 def _submit_all(manifest: Manifest, state: BatchState, client: EngineClient, scene, log: Log) -> list[Combo]:
-    """Submit every combination without a live job (the engine queues them); returns those to wait for."""
+    """Submit every combination without a live job (the engine queues them); returns those to wait for.
+    A combination whose job failed or was cancelled is submitted again under its next attempt's key."""
     from engine.imaging import load_image
 
     waiting = []
@@ -44,12 +50,24 @@ def _submit_all(manifest: Manifest, state: BatchState, client: EngineClient, sce
         if state.is_done(c):
             continue
         st = state.records.get(c.key, {})
-        if st.get("fingerprint") == manifest.fingerprint(c) and _live_job(client, st):
+        fingerprint = manifest.fingerprint(c)
+        same = st.get("fingerprint") == fingerprint
+        live = _job_state(client, st) if same else None
+        if live in ("queued", "running", "done"):
             waiting.append(c)
             continue
-        job = client.submit(scene(c.asset), load_image(c.style), None, c.settings, name=c.key, watch=False)
+        attempt = int(st.get("attempt", 0) if same else 0) + (live in ("failed", "cancelled"))
+        job = client.submit(
+            scene(c.asset),
+            load_image(c.style),
+            None,
+            c.settings,
+            name=c.key,
+            watch=False,
+            idempotency_key=idempotency_key(fingerprint, attempt),
+        )
         state.start(c, "engine")
-        state.records[c.key].update(job_id=job.id, state="queued")
+        state.records[c.key].update(job_id=job.id, state="queued", attempt=attempt)
         state.save()
         waiting.append(c)
         log(f"submitted {c.key}: job {job.id}")
