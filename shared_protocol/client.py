@@ -26,6 +26,7 @@ import zmq
 
 from . import fields as F
 from . import transfer
+from .admin import Adopt
 from .codec import DEFAULT_LIMITS, CodecLimits, recv_message
 from .credentials import check_submit_limits, load_key, load_token
 from .errors import (
@@ -470,6 +471,13 @@ class EngineClient:
         reply = self._request(Clean(job_ids))
         assert isinstance(reply, Cleaned)
         return reply.removed
+
+    def adopt(self, job_ids: list[str] | None = None, owner: str | None = None) -> list[dict[str, Any]]:
+        """Admin: give jobs stored before ownership existed an owner (this client, or `owner`: "curve:<z85
+        key>", "user:<hash>"); None: every such job. Returns the adopted jobs."""
+        reply = self._request(Adopt(job_ids, owner))
+        assert isinstance(reply, JobList)
+        return [j.to_dict() for j in reply.jobs]
 
     def shutdown(self) -> str:
         """Ask the engine to checkpoint its running job and exit."""

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from . import fields as F
+from .admin import Adopt
 from .codec import DEFAULT_LIMITS, CodecLimits, Decoded, decode, encode
 from .errors import ProtocolError, UnknownMessageType, VersionMismatch
 from .events import ProgressEvent
@@ -439,6 +440,7 @@ REQUESTS: tuple[type[Message], ...] = (
     ListJobs,
     Clean,
     Shutdown,
+    Adopt,
     *TRANSFER_REQUESTS,
 )
 REPLIES: tuple[type[Message], ...] = (

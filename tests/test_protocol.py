@@ -11,6 +11,7 @@ import pytest
 from shared_protocol import fields as F
 from shared_protocol import messages as M
 from shared_protocol import transfer as T
+from shared_protocol.admin import Adopt
 from shared_protocol.codec import CodecLimits, decode, encode, recv_message
 from shared_protocol.errors import MessageTooLarge, ProtocolError, UnknownMessageType, VersionMismatch
 from shared_protocol.events import ProgressEvent
@@ -87,6 +88,8 @@ EXAMPLES: list[M.Message] = [
     M.Progress("0123456789ab", "running", 4, 10, "optimize", {"style": 0.25}, "hi", 1.5),
     M.Preview("0123456789ab", 4, IMG),
     M.Heartbeat(12.0, "engine"),
+    Adopt(None, None),
+    Adopt(["0123456789ab"], "user:" + "0" * 24),
     T.UploadBegin(1000),
     T.UploadReady("0123456789abcdef", 8 << 20, 300.0),
     T.UploadChunk("0123456789abcdef", 16, np.arange(10, dtype=np.uint8)),

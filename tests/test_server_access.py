@@ -187,3 +187,46 @@ def test_secret_key_is_0600_from_the_start(tmp_path, monkeypatch):
     assert stat.S_IMODE(os.stat(sec).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(tmp_path / "keys").st_mode) == 0o700
     assert KeyRing(tmp_path / "keys").keys  # zmq.auth reads what we wrote
+
+
+def test_jobs_stored_before_ownership_are_the_admins_until_adopted(tmp_path, capsys):
+    """A job whose status.json has no owner (stored by an engine before ownership existed) is listed to the
+    admin only; the admin adopts it (`splatbrush jobs adopt`) for itself or hands it to a client."""
+    import json
+
+    from engine.cli import main
+    from engine.server.access import token_owner
+
+    e = ThreadedEngine(tmp_path / "state", SyntheticRunner(step_s=0.001))
+    with e.client(token=TOKEN_A) as a:
+        old = a.submit(make_arrays(), STYLE, settings={"steps": 1})
+        old.wait(timeout=10)
+    e.stop()
+    status = tmp_path / "state" / "jobs" / old.id / "status.json"
+    status.write_text(json.dumps({k: v for k, v in json.loads(status.read_text()).items() if k != "owner"}))
+    e = ThreadedEngine(tmp_path / "state", SyntheticRunner(step_s=0.001))
+    try:
+        with e.client(token=TOKEN_A) as a, e.client(token=TOKEN_B) as b, e.client() as admin:
+            assert a.list_jobs() == [] and b.list_jobs() == []  # nobody's but the admin's
+            assert [(j["id"], j["owner"]) for j in admin.list_jobs()] == [(old.id, "")]
+            with pytest.raises(RemoteError, match="only an admin may adopt") as ei:
+                a.adopt()
+            assert ei.value.code == "forbidden"
+            adopted = admin.adopt([old.id], owner=token_owner(TOKEN_B))
+            assert [j["owner"] for j in adopted] == [token_owner(TOKEN_B)]
+            assert [j["id"] for j in b.list_jobs()] == [old.id]  # handed to b: b sees and fetches it
+            assert b.attach(old.id, watch=False).result().num_gaussians == 40
+            with pytest.raises(RemoteError, match="already belongs to a client") as ei:
+                admin.adopt([old.id])
+            assert ei.value.code == "invalid"
+            assert admin.adopt() == []  # no ownerless job is left
+        assert json.loads(status.read_text())["owner"] == token_owner(TOKEN_B)  # kept across restarts
+        status.write_text(json.dumps({**json.loads(status.read_text()), "owner": ""}))
+        e.stop()
+        e = ThreadedEngine(tmp_path / "state", SyntheticRunner(step_s=0.001))
+        assert main(["jobs", "adopt", "--address", e.address]) == 0  # the CLI, as the engine user (admin)
+        assert f"adopted 1 job(s)\n{old.id}" in capsys.readouterr().out
+        with e.client() as admin:
+            assert admin.list_jobs()[0]["owner"].startswith("user:")
+    finally:
+        e.stop()

@@ -93,10 +93,12 @@ def test_serve_passes_admin_and_limit_options_to_the_server(tmp_path, monkeypatc
     monkeypatch.setattr(server_module, "EngineServer", fake_server)
     argv = ["serve", "--state-dir", str(tmp_path), "--runner", "synthetic", "--admin-keys", str(tmp_path)]
     argv += ["--admin-token-file", str(tmp_path / "t"), "--max-job-memory-gb", "1.5", "--max-job-hours", "2"]
-    argv += ["--client-queue-mb", "64", "--total-queue-mb", "256"]
+    argv += ["--client-queue-mb", "64", "--total-queue-mb", "256", "--max-upload-mb", "100"]
+    argv += ["--max-message-mb", "8"]
     with pytest.raises(Captured):
         main(argv)
     c = seen["config"]
     assert c.admin_keys == str(tmp_path) and c.admin_token_file == str(tmp_path / "t")
     assert c.max_job_memory_bytes == int(1.5 * 2**30) and c.max_job_seconds == 7200
     assert c.client_queue_bytes == 64 * 2**20 and c.total_queue_bytes == 256 * 2**20
+    assert c.max_upload_bytes == 100 * 2**20 and c.max_message_bytes == 8 * 2**20

@@ -1,4 +1,5 @@
-"""`splatbrush jobs list|show ID [--json]|cancel ID|clean [ID ...]`: the jobs of an engine."""
+"""`splatbrush jobs list|show ID [--json]|cancel ID|clean [ID ...]|adopt [ID ...] [--owner O]`: the jobs of an
+engine."""
 
 from __future__ import annotations
 
@@ -20,12 +21,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ("show", "one job"),
         ("cancel", "cancel a job"),
         ("clean", "delete finished jobs (all, or the given ids)"),
+        ("adopt", "admin: give jobs stored before ownership existed an owner (all, or the given ids)"),
     ):
         s = sub.add_parser(name, help=help_)
         if name in ("show", "cancel"):
             s.add_argument("job_id")
-        if name == "clean":
+        if name in ("clean", "adopt"):
             s.add_argument("job_ids", nargs="*")
+        if name == "adopt":
+            s.add_argument(
+                "--owner",
+                help="who gets them: a client's public .key file (CURVE), 'curve:<z85 key>', "
+                "'user:<hash>' or 'anonymous' (default: you, the admin)",
+            )
         if name in ("list", "show", "cancel"):
             s.add_argument("--json", action="store_true", help="machine-readable output")
         add_client_args(s)
@@ -40,6 +48,17 @@ def _line(j: dict) -> str:
         f"{j['settings'].get('preset', ''):<8} "
         f"{j['num_gaussians']:>9} G  {age}  {j['name']}{err}"
     )
+
+
+def _owner(value: str | None) -> str | None:
+    """An owner from the command line: a public .key file becomes "curve:<its key>"."""
+    import os
+
+    if value is None or not os.path.isfile(value):
+        return value
+    from shared_protocol.credentials import load_key
+
+    return "curve:" + load_key(value, secret=False)[0].decode("ascii")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,4 +81,7 @@ def run(args: argparse.Namespace) -> int:
         elif args.jobs_command == "clean":
             removed = c.clean(args.job_ids or None)
             print(f"removed {len(removed)} job(s)" + (": " + " ".join(removed) if removed else ""))
+        elif args.jobs_command == "adopt":
+            adopted = c.adopt(args.job_ids or None, _owner(args.owner))
+            print(f"adopted {len(adopted)} job(s)" + "".join(f"\n{_line(j)}" for j in adopted))
     return 0

@@ -44,7 +44,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-gaussians", type=int, default=d.max_gaussians)
     p.add_argument("--max-resolution", type=int, default=d.max_resolution)
     p.add_argument("--max-steps", type=int, default=d.max_steps)
-    p.add_argument("--max-message-mb", type=int, default=d.max_message_bytes // 2**20)
+    p.add_argument(
+        "--max-message-mb",
+        type=int,
+        default=d.max_message_bytes // 2**20,
+        help="one message (protocol 2 sends anything bigger in chunks)",
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        type=int,
+        default=d.max_upload_bytes // 2**20,
+        help="one submit's scene and style, uploaded in chunks",
+    )
     p.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (default: the preset's)")
     p.add_argument(
         "--runner",
@@ -80,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         max_resolution=args.max_resolution,
         max_steps=args.max_steps,
         max_message_bytes=args.max_message_mb * 2**20,
+        max_upload_bytes=args.max_upload_mb * 2**20,
         admin_keys=args.admin_keys,
         admin_token_file=args.admin_token_file,
         max_job_memory_bytes=None if args.max_job_memory_gb is None else int(args.max_job_memory_gb * 2**30),

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from shared_protocol.admin import Adopt
 from shared_protocol.codec import Decoded
 from shared_protocol.errors import ProtocolError
 from shared_protocol.fields import TERMINAL_STATES
@@ -108,6 +109,8 @@ class RequestHandlers:
             return JobList(self.store.all(None if who.admin else who.owner))
         if isinstance(msg, Clean):
             return self._clean(msg, who)
+        if isinstance(msg, Adopt):
+            return JobList(self._adopt(msg, who))
         if isinstance(msg, Shutdown):
             if not who.admin:
                 raise Forbidden(
@@ -125,6 +128,21 @@ class RequestHandlers:
         for j in removed:
             self._watchers.pop(j, None)
         return Cleaned(removed)
+
+    def _adopt(self: EngineServer, msg: Adopt, who: Principal) -> list[JobInfo]:
+        """An admin gives jobs stored before ownership existed (owner "") an owner: itself or `msg.owner`."""
+        if not who.admin:
+            raise Forbidden("only an admin may adopt jobs stored before ownership existed")
+        ownerless = [j.id for j in self.store.all() if not j.owner]
+        ids = ownerless if msg.job_ids is None else msg.job_ids
+        for job_id in ids:
+            info = self._job(job_id, who)
+            if info.owner:
+                raise ValueError(f"job {job_id} already belongs to a client; only ownerless jobs are adopted")
+        owner = msg.owner or who.owner
+        out = [self.store.update(job_id, owner=owner) for job_id in ids]
+        log.info("adopted %d ownerless job(s) for %s", len(out), owner)
+        return out
 
     # -------------------------------------------------------------------------------------- submit
     def _check_submit(self: EngineServer, msg: Submit) -> int:
