@@ -174,3 +174,62 @@ def native_positions(obj) -> np.ndarray:
     buf = np.empty(n * 3, dtype=np.float32)
     obj.data.attributes["position"].data.foreach_get("vector", buf)
     return buf.reshape(n, 3)
+
+
+# ------------------------------------------------------------------------------------- toward a camera
+def _matrix_to_quat(r: np.ndarray) -> np.ndarray:
+    """[N, 3, 3] rotation matrices -> [N, 4] unit quaternions w, x, y, z (w >= 0)."""
+    m = r
+    trace = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
+    cand = np.stack(
+        [
+            np.stack([1 + trace, m[:, 2, 1] - m[:, 1, 2],
+                      m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], 1),
+            np.stack([m[:, 2, 1] - m[:, 1, 2], 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2],
+                      m[:, 0, 1] + m[:, 1, 0], m[:, 0, 2] + m[:, 2, 0]], 1),
+            np.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 0, 1] + m[:, 1, 0],
+                      1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2], m[:, 1, 2] + m[:, 2, 1]], 1),
+            np.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1],
+                      1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], 1),
+        ],
+        axis=1,
+    )  # fmt: skip
+    best = np.argmax(np.stack([trace, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], 1), axis=1)
+    q = cand[np.arange(len(m)), best]
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return q * np.where(q[:, :1] < 0, -1.0, 1.0)
+
+
+def blurred_native(arrays, view: dict, blur_px: float = 0.3) -> dict[str, np.ndarray]:
+    """`scale` and `rotation` for Blender's native splats that draw, from the camera `view` (the engine's
+    dict: world_to_camera, fx, fy in the object's space), what the 3DGS renderer draws: it adds `blur_px`
+    px^2 to every projected covariance, Blender's native drawing adds nothing, which thins sub-pixel splats.
+    Each 3D covariance gets blur_px x (depth / focal)^2 of isotropic variance, then is factored again."""
+    w2c = np.asarray(view["world_to_camera"], dtype=np.float64)
+    focal = 0.5 * (float(view["fx"]) + float(view["fy"]))
+    depth = np.asarray(arrays.means, dtype=np.float64) @ w2c[2, :3] + w2c[2, 3]
+    extra = blur_px * (np.maximum(depth, 1e-6) / focal) ** 2
+    q = np.asarray(arrays.quats, dtype=np.float64)
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-30)
+    w, x, y, z = q.T
+    r = np.stack(
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+         2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=1,
+    ).reshape(-1, 3, 3)  # fmt: skip
+    var = np.exp(2.0 * np.asarray(arrays.log_scales, dtype=np.float64))
+    cov = (r * var[:, None, :]) @ np.transpose(r, (0, 2, 1)) + extra[:, None, None] * np.eye(3)
+    evals, evecs = np.linalg.eigh(cov)
+    evecs[:, :, 2] *= np.sign(np.linalg.det(evecs))[:, None]  # a rotation, not a reflection
+    return {
+        "scale": np.sqrt(np.maximum(evals, 0.0)).astype(np.float32),
+        "rotation": _matrix_to_quat(evecs).astype(np.float32),
+    }
+
+
+def bake_native_for_view(obj, arrays, view: dict, blur_px: float = 0.3) -> None:
+    """Rewrite a native splat object's `scale` / `rotation` to draw as the 3DGS renderer does from `view`
+    (see `blurred_native`); the raw attributes, and so the export, are untouched."""
+    for name, values in blurred_native(arrays, view, blur_px).items():
+        _set(obj.data, name, "FLOAT_VECTOR" if name == "scale" else "QUATERNION", values)
+    obj.data.update_tag()

@@ -93,3 +93,37 @@ def test_missing_native_attributes_are_named():
     del values["radiance:sh_7"]  # 7 of 8 degree-2 coefficients
     with pytest.raises(ValueError, match="found 7 radiance:sh_"):
         N.arrays_from_native(a.means, values)
+
+
+def _cov(quats, scales):
+    q = np.asarray(quats, np.float64)
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    w, x, y, z = q.T
+    r = np.stack(
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+         2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=1,
+    ).reshape(-1, 3, 3)  # fmt: skip
+    return r @ (np.asarray(scales, np.float64)[:, :, None] ** 2 * np.transpose(r, (0, 2, 1)))
+
+
+def test_blur_toward_a_camera_adds_the_renderers_blur_to_the_projected_covariance():
+    """On the optical axis the projection is J = diag(f/z, f/z): the projected covariance of the baked
+    Gaussian must be the original's plus blur_px px^2 on the diagonal; a vanishing blur changes nothing."""
+    a = random_arrays(n=64, degree=0, seed=3)
+    a.means[:] = 0
+    a.means[:, 2] = np.linspace(2, 9, 64)  # on the axis, at several depths
+    f = 400.0
+    view = {"world_to_camera": np.eye(4).tolist(), "fx": f, "fy": f}
+    baked = N.blurred_native(a, view, blur_px=0.3)
+    z = a.means[:, 2].astype(np.float64)
+    j = (f / z)[:, None, None]
+    before = (j**2 * _cov(a.quats, np.exp(a.log_scales)))[:, :2, :2]
+    after = (j**2 * _cov(baked["rotation"], baked["scale"]))[:, :2, :2]
+    np.testing.assert_allclose(
+        after - before, 0.3 * np.eye(2)[None].repeat(64, 0), atol=1e-4 * (1 + before.max())
+    )
+    none = N.blurred_native(a, view, blur_px=0.0)
+    ref = _cov(a.quats, np.exp(a.log_scales))
+    np.testing.assert_allclose(_cov(none["rotation"], none["scale"]), ref, rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(baked["rotation"], axis=1), 1.0, atol=1e-6)
