@@ -1,5 +1,6 @@
 """Soak test of the engine (issue 11): many clients at once, slow readers asking for big results and reading
-nothing, oversized and crafted messages, and kill -9 of the engine at random moments; asserts that its RSS
+nothing, oversized and crafted messages, uploads begun and never finished, submits both in one message and
+in chunks (protocol 2), and kill -9 of the engine at random moments; asserts that its RSS
 stays bounded and that no acknowledged job is lost (or doubled: submits are retried with their idempotency
 key). Runs its own engine (synthetic runner) in a subprocess. Takes about --seconds plus ~20 s.
 
@@ -34,6 +35,7 @@ from shared_protocol.credentials import load_token  # noqa: E402
 from shared_protocol.errors import EngineError  # noqa: E402
 from shared_protocol.messages import Hello, ListJobs, Ping, Result, encode_message  # noqa: E402
 from shared_protocol.splatfile import SplatArrays  # noqa: E402
+from shared_protocol.transfer import ResultChunk, UploadBegin  # noqa: E402
 
 MB = 1 << 20
 ENGINE = """
@@ -64,7 +66,7 @@ STYLE = np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)
 
 
 class Engine:
-    def __init__(self, state: Path, port: int, max_message_bytes: int = 64 * MB):
+    def __init__(self, state: Path, port: int, max_message_bytes: int = 16 * MB):
         self.state, self.address = state, f"tcp://127.0.0.1:{port}"
         self.max_message_bytes = max_message_bytes
         self.proc: subprocess.Popen | None = None
@@ -102,8 +104,10 @@ class Engine:
 
 
 def noisy_clients(address: str, n: int, big_job: str, token: str, stop: threading.Event, stats: dict) -> None:
-    """`n` raw DEALER sockets in one thread: pings, lists, results they never read (slow readers), headers
-    declaring 10 GB, garbage frames, a 70 MB message over the 64 MB limit now and then."""
+    """`n` raw DEALER sockets in one thread: pings, lists, results they never read (slow readers: whole
+    results of protocol 1 and 8 MiB result chunks), uploads begun and never sent, headers declaring 10 GB,
+    garbage frames; now and then a 72 MiB message (9 frames of 8 MiB) over the 16 MiB message limit, or a
+    single 24 MiB frame over the one-chunk frame limit (libzmq drops that connection; zmq reconnects)."""
     ctx = zmq.Context()
     socks = []
     for _ in range(n):
@@ -114,9 +118,10 @@ def noisy_clients(address: str, n: int, big_job: str, token: str, stop: threadin
         s.connect(address)
         socks.append(s)
     rng = random.Random(0)
-    hello = encode_message(Hello([1], "soak", token=token), rid="h")  # they may fetch the big result
-    oversized = [b'{"proto":"splatbrush","v":1,"type":"submit","rid":"x","body":{},"arrays":[]}']
-    oversized += [np.zeros(35 * MB, np.uint8).data] * 2  # 70 MB, frames under the 64 MB frame limit
+    hello = encode_message(Hello([1, 2], "soak", token=token), rid="h")  # they may fetch the big result
+    head = b'{"proto":"splatbrush","v":2,"type":"submit","rid":"x","body":{},"arrays":[]}'
+    oversized = [head] + [np.zeros(8 * MB, np.uint8).data] * 9  # 72 MiB, frames under the frame limit
+    big_frame = [head, np.zeros(24 * MB, np.uint8).data]
     crafted = [
         [
             b'{"proto":"splatbrush","v":1,"type":"submit","rid":"c","body":{},"arrays":[{"name":"g.means",'
@@ -134,14 +139,19 @@ def noisy_clients(address: str, n: int, big_job: str, token: str, stop: threadin
             try:
                 if kind < 0.3:
                     s.send_multipart(encode_message(Ping(), rid=uuid.uuid4().hex[:8]), zmq.NOBLOCK)
-                elif kind < 0.5:
+                elif kind < 0.4:
                     s.send_multipart(encode_message(Result(big_job), rid="r"), zmq.NOBLOCK)
+                elif kind < 0.5:
+                    part = ResultChunk(big_job, rng.randrange(0, 4) * MB, 8 * MB)
+                    s.send_multipart(encode_message(part, rid="rc"), zmq.NOBLOCK)
                 elif kind < 0.6:
                     s.send_multipart(encode_message(ListJobs(), rid="l"), zmq.NOBLOCK)
-                elif kind < 0.7:
+                elif kind < 0.65:
                     s.send_multipart(rng.choice(crafted), zmq.NOBLOCK)
+                elif kind < 0.7:
+                    s.send_multipart(encode_message(UploadBegin(100 * MB), rid="u"), zmq.NOBLOCK)
                 elif kind < 0.71 and time.monotonic() - last_big > 3.0:
-                    s.send_multipart(oversized, zmq.NOBLOCK, copy=False)
+                    s.send_multipart(rng.choice([oversized, big_frame]), zmq.NOBLOCK, copy=False)
                     last_big = time.monotonic()
                 stats["sent"] += 1
             except zmq.Again:
@@ -157,11 +167,14 @@ def noisy_clients(address: str, n: int, big_job: str, token: str, stop: threadin
 
 
 def submitter(address: str, k: int, stop: threading.Event, acked: dict, lock: threading.Lock) -> None:
+    """Submits with idempotency keys, retried across engine restarts; submitter 0 sends 100k-200k Gaussians
+    (9-18 MB: chunked uploads), the others up to 3000 (one message)."""
     rng = np.random.default_rng(k)
     with EngineClient(address, timeout=3.0) as c:
         while not stop.is_set():
             key = f"soak-{k}-{uuid.uuid4().hex[:12]}"
-            g = scene(int(rng.integers(100, 3000)), seed=k)
+            n = int(rng.integers(100_000, 200_000)) if k == 0 else int(rng.integers(100, 3000))
+            g = scene(n, seed=k)
             for _ in range(20):  # across an engine restart: the same key, so never a second job
                 try:
                     job = c.submit(g, STYLE, settings={"steps": 10}, idempotency_key=key, watch=False)
@@ -180,7 +193,7 @@ def latency(n: int) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    eng = Engine(tmp / "state", port, max_message_bytes=1536 * MB)
+    eng = Engine(tmp / "state", port)
     eng.start()
     g = scene(n)
     g.sh = np.random.default_rng(2).normal(size=(n, 16, 3)).astype(np.float32)

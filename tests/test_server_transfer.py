@@ -330,3 +330,22 @@ def test_result_file_for_chunked_download_is_private(tmp_path):
             assert c.clean([job.id]) == [job.id] and not flat.exists()
     finally:
         e.stop()
+
+
+def test_a_client_at_its_upload_cap_replaces_its_oldest_idle_upload(tmp_path):
+    from engine.server.config import BusyError
+    from engine.server.uploads import IDLE_REPLACE_S, Uploads
+
+    (tmp_path / "up").mkdir()
+    (tmp_path / "up" / "stale.upload").write_bytes(b"x")  # left by a previous run: removed at start
+    ups = Uploads(tmp_path / "up", chunk_bytes=MB, max_bytes=10 * MB, max_per_client=2)
+    assert list((tmp_path / "up").iterdir()) == []
+    a, b = ups.begin("user:a", 100), ups.begin("user:a", 100)
+    with pytest.raises(BusyError):
+        ups.begin("user:a", 100)  # both still active
+    assert ups.begin("user:b", 100)  # the cap is per client
+    a.touched -= IDLE_REPLACE_S + 1  # a failed upload its client will never finish
+    c = ups.begin("user:a", 100)
+    assert not a.path.exists() and b.path.exists() and c.path.exists()
+    with pytest.raises(KeyError, match="expired"):
+        ups.get("user:a", a.id)

@@ -2,7 +2,8 @@
 to `<state_dir>/uploads/<upload id>.upload` (0600) by an IO thread as it arrives; the submit that commits
 the upload reads them back from there.
 
-Bounds: an upload is at most `max_bytes`; one owner has at most `max_per_client` open; one upload has at
+Bounds: an upload is at most `max_bytes`; one owner has at most `max_per_client` open (a new one replaces
+the owner's oldest idle for IDLE_REPLACE_S); one upload has at
 most `max_pending` chunks received but not yet written (more are answered `busy`); an upload with no chunk
 or commit for `timeout_s` is deleted, and so is every upload left by a previous run. The table is used by
 the server loop only; IO threads touch nothing but an upload's file descriptor.
@@ -20,6 +21,9 @@ from pathlib import Path
 from .config import BusyError, LimitError
 
 log = logging.getLogger(__name__)
+IDLE_REPLACE_S = 30.0
+"""A client at its cap of open uploads that begins another gets it in place of its oldest upload idle this
+long (a failed upload it will never finish), instead of `busy` until that one expires."""
 
 
 class UploadTooLarge(LimitError):
@@ -78,6 +82,14 @@ class Uploads:
                 f"an upload of {nbytes} bytes is over this engine's max_upload_bytes of {self.max_bytes}"
             )
         mine = [u for u in self._open.values() if u.owner == owner]
+        idle = [u for u in mine if time.monotonic() - u.touched > IDLE_REPLACE_S and not u.pending]
+        if len(mine) >= self.max_per_client and idle:  # e.g. a client that retried after a failed upload
+            oldest = min(idle, key=lambda u: u.touched)
+            log.info(
+                "upload %s replaced by a new one of its client (idle, %d bytes)", oldest.id, oldest.received
+            )
+            self.discard(oldest)
+            mine.remove(oldest)
         if len(mine) >= self.max_per_client:
             raise BusyError(
                 f"this client already has {len(mine)} uploads open (the limit is {self.max_per_client}); "
