@@ -98,6 +98,8 @@ def main() -> int:
     parser.add_argument("--engines", nargs="+", default=["CYCLES"])
     parser.add_argument("--blur", type=float, default=0.0,
                         help="bake the 3DGS 2D blur (px^2) toward the camera")  # fmt: skip
+    parser.add_argument("--raw", action="store_true",
+                        help="with --blur: colours for view transform Raw (blend as 3DGS does)")  # fmt: skip
     args = parser.parse_args()
 
     import bpy
@@ -129,8 +131,9 @@ def main() -> int:
     )  # fmt: skip
     if args.blur > 0:
         t0 = time.perf_counter()
-        native_splats.bake_native_for_view(obj, arrays, bcam.to_opencv(), args.blur)
-        print(f"baked a {args.blur} px^2 blur toward the camera in {time.perf_counter() - t0:.2f} s")
+        native_splats.bake_native_for_view(obj, arrays, bcam.to_opencv(), args.blur, raw_view=args.raw)
+        print(f"baked a {args.blur} px^2 blur toward the camera in {time.perf_counter() - t0:.2f} s "
+              f"(view transform {scene.view_settings.view_transform})")  # fmt: skip
     cam_path, npy = OUT / f"camera_{args.size}.json", OUT / f"engine_{args.size}.npy"
     cam_path.write_text(json.dumps(bcam.to_opencv()))
     subprocess.run([str(ENGINE_PYTHON), "-c", ENGINE_RENDER, str(args.scene), str(cam_path), str(npy)],
@@ -139,13 +142,15 @@ def main() -> int:
     for engine in args.engines:
         t0 = time.perf_counter()
         try:
-            path = OUT / f"native_{engine.lower()}_{args.size}_blur{args.blur:g}.png"
+            tag = f"blur{args.blur:g}_{scene.view_settings.view_transform.lower()}"
+            path = OUT / f"native_{engine.lower()}_{args.size}_{tag}.png"
             img = render_still(scene, path, engine, args.samples)
         except RuntimeError as e:
             print(f"{engine}: could not render here ({e})")
             continue
         print(f"{engine} {args.size}x{args.size} {args.samples} samples: {time.perf_counter() - t0:.1f} s, "
-              f"PSNR vs engine {psnr(img, reference):.2f} dB (blur {args.blur:g})")  # fmt: skip
+              f"PSNR vs engine {psnr(img, reference):.2f} dB (blur {args.blur:g}, "
+              f"{scene.view_settings.view_transform})")  # fmt: skip
     return 0
 
 

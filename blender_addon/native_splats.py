@@ -227,9 +227,33 @@ def blurred_native(arrays, view: dict, blur_px: float = 0.3) -> dict[str, np.nda
     }
 
 
-def bake_native_for_view(obj, arrays, view: dict, blur_px: float = 0.3) -> None:
+SH_C0 = 0.28209479177387814
+
+
+def raw_view_base(arrays) -> np.ndarray:
+    """[N, 4] `radiance:base` for view transform Raw: Blender decodes the SH colour from sRGB to linear and
+    blends linear values, the 3DGS renderer blends the sRGB values themselves; with DC coefficients whose
+    decoding gives back the renderer's colour (0.5 + C0 f_dc, clamped to 0..1) and view transform Raw,
+    Blender blends what 3DGS blends. View-independent: the higher SH bands are left out (exact for SH 0)."""
+    col = np.clip(0.5 + SH_C0 * np.asarray(arrays.sh, dtype=np.float64)[:, 0], 0.0, 1.0)
+    enc = np.where(col <= 0.0031308, col * 12.92, 1.055 * col ** (1 / 2.4) - 0.055)
+    alpha = 1.0 / (1.0 + np.exp(-np.asarray(arrays.opacity_logits, dtype=np.float64)))
+    return np.concatenate([(enc - 0.5) / SH_C0, alpha[:, None]], axis=1).astype(np.float32)
+
+
+def bake_native_for_view(obj, arrays, view: dict, blur_px: float = 0.3, raw_view: bool = False) -> None:
     """Rewrite a native splat object's `scale` / `rotation` to draw as the 3DGS renderer does from `view`
-    (see `blurred_native`); the raw attributes, and so the export, are untouched."""
+    (see `blurred_native`); with `raw_view` also its colours for view transform Raw (`raw_view_base`, the
+    higher SH bands zeroed) and the scene's view transform set to Raw. The raw attributes, and so the
+    export, are untouched; importing again (or `write_native`) restores Blender's own SH evaluation."""
+    import bpy
+
     for name, values in blurred_native(arrays, view, blur_px).items():
         _set(obj.data, name, "FLOAT_VECTOR" if name == "scale" else "QUATERNION", values)
+    if raw_view:
+        _set(obj.data, BASE, "FLOAT4", raw_view_base(arrays))
+        zeros = np.zeros((arrays.num_gaussians, 3), dtype=np.float32)
+        for k in range(arrays.sh.shape[1] - 1):
+            _set(obj.data, f"{SH_PREFIX}{k}", "FLOAT_VECTOR", zeros)
+        bpy.context.scene.view_settings.view_transform = "Raw"
     obj.data.update_tag()

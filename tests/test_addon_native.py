@@ -127,3 +127,16 @@ def test_blur_toward_a_camera_adds_the_renderers_blur_to_the_projected_covarianc
     ref = _cov(a.quats, np.exp(a.log_scales))
     np.testing.assert_allclose(_cov(none["rotation"], none["scale"]), ref, rtol=1e-5, atol=1e-12)
     np.testing.assert_allclose(np.linalg.norm(baked["rotation"], axis=1), 1.0, atol=1e-6)
+
+
+def test_raw_view_colours_decode_to_the_renderers_colours():
+    """Blender decodes 0.5 + C0 * dc from sRGB to linear before blending; with view transform Raw the
+    decoded value must be the renderer's own (display) colour, so that blending matches 3DGS."""
+    a = random_arrays(n=500, degree=1, seed=5)
+    base = N.raw_view_base(a).astype(np.float64)
+    shown = 0.5 + N.SH_C0 * base[:, :3]
+    decoded = np.where(shown <= 0.04045, shown / 12.92, ((shown + 0.055) / 1.055) ** 2.4)
+    expected = np.clip(0.5 + N.SH_C0 * a.sh[:, 0].astype(np.float64), 0, 1)
+    np.testing.assert_allclose(decoded, expected, atol=1e-5)
+    assert np.abs(decoded - (0.5 + N.SH_C0 * a.sh[:, 0])).max() > 0.05  # clamped where it leaves 0..1
+    np.testing.assert_allclose(base[:, 3], N.native_attributes(a)["radiance:base"][1][:, 3], atol=1e-6)
