@@ -102,30 +102,33 @@ def test_libzmq_holds_an_unfinished_multipart_message_whatever_its_size():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_engine_drops_a_connection_at_the_first_frame_over_one_chunk(tmp_path):
-    """The bound that holds: the engine's ZMQ_MAXMSGSIZE is one chunk (+1 KiB), so a 64 MiB frame is never
-    buffered (libzmq closes the connection as soon as its size prefix arrives); the engine keeps serving."""
+def test_the_engine_holds_at_most_one_message_of_a_client_that_never_finishes_it(tmp_path):
+    """The bound that holds (the ZMTP guard in front of a plain tcp engine): the same unfinished 160 MiB
+    message as above grows the engine by at most one message (16 MiB), a 64 MiB frame is never buffered,
+    and the engine keeps answering everyone, that client included."""
     port = free_port()
     proc = start_engine_process(tmp_path / "s", port, "--runner", "synthetic")
     try:
         time.sleep(0.5)
         before = _rss(proc.pid)
+        s = _zmtp_null(port)
+        frame = memoryview(np.ones(4 * MB, np.uint8))
+        for _ in range(40):  # 160 MiB, none of it the last frame
+            s.sendall(_zmtp_frame(frame, more=True))
+            s.sendall(frame)
         big = memoryview(np.ones(64 * MB, np.uint8))
-        for _ in range(4):  # 256 MiB in all, each frame alone over the limit, each on a new connection
-            s = _zmtp_null(port)
-            try:
-                s.sendall(_zmtp_frame(big, more=False))
-                s.sendall(big)
-            except OSError:
-                pass  # the engine hung up at the size prefix: the rest is never read
-            s.close()
+        t = _zmtp_null(port)
+        t.sendall(_zmtp_frame(big, more=False))  # one frame 8x the chunk limit
+        t.sendall(big)
         time.sleep(1.0)
         grown = _rss(proc.pid) - before
-        assert grown < 48 * MB, f"the engine grew by {grown / MB:.0f} MiB"
+        assert grown < 40 * MB, f"the engine grew by {grown / MB:.0f} MiB"
         from shared_protocol.client import EngineClient
 
         with EngineClient(f"tcp://127.0.0.1:{port}", timeout=10) as c:
             assert c.ping()["server"]
+        s.close()
+        t.close()
     finally:
         proc.terminate()
         proc.wait(30)
@@ -349,3 +352,43 @@ def test_a_client_at_its_upload_cap_replaces_its_oldest_idle_upload(tmp_path):
     assert not a.path.exists() and b.path.exists() and c.path.exists()
     with pytest.raises(KeyError, match="expired"):
         ups.get("user:a", a.id)
+
+
+def _greeting(mechanism: bytes = b"NULL") -> bytes:
+    return b"\xff" + b"\0" * 8 + b"\x7f\x03\x00" + mechanism.ljust(20, b"\0") + b"\0" * 32
+
+
+def test_guard_stream_check_cuts_a_message_over_the_bound_and_frees_its_budget():
+    from engine.server.guard import Budget, StreamCheck, Violation
+
+    budget = Budget(85)
+    check = StreamCheck(max_message_bytes=50, max_frames=3, max_frame_bytes=40, budget=budget)
+    out = b"".join(bytes(x) for x in check.feed(memoryview(_greeting())))
+    assert out == _greeting()
+    ready = b"\x04\x07\x05READYx"
+    header = b"\x01\x0a" + b"h" * 10  # a 10-byte header frame, more to come
+    ok = header + b"\x00\x05" + b"d" * 5  # ... and a last frame of 5: a whole message of 15 bytes
+    assert b"".join(bytes(x) for x in check.feed(memoryview(ready + ok))) == ready + ok
+    assert budget.used == 0 and check.cut == 0
+    # 10 + 30 + 30 > 50: the engine gets the header and the first 30, then an empty last frame; the rest of
+    # the client's message (the second 30 and its last frame) is dropped
+    big = header + b"\x01\x1e" + b"a" * 30 + b"\x01\x1e" + b"b" * 30 + b"\x00\x01" + b"c"
+    fed = b"".join(bytes(x) for x in check.feed(memoryview(big)))
+    assert fed == header + b"\x01\x1e" + b"a" * 30 + b"\x00\x00" and check.cut == 1
+    assert budget.used == 0
+    assert b"".join(bytes(x) for x in check.feed(memoryview(ok))) == ok  # the next message passes
+    long_frame = b"\x02" + (41).to_bytes(8, "big") + b"z" * 41  # one frame over max_frame_bytes
+    assert check.feed(memoryview(long_frame)) == [] and check.cut == 2
+    with pytest.raises(Violation, match="CURVE"):
+        StreamCheck(50, 3, 40).feed(memoryview(_greeting(b"CURVE")))
+    # unfinished messages of all connections share the budget: a frame past it waits, then gives up
+    other = StreamCheck(50, 3, 40, budget=budget, message_timeout_s=0.3)
+    other.feed(memoryview(_greeting()))
+    assert check.feed(memoryview(b"\x01\x28" + b"x" * 40)) and budget.used == 40
+    assert other.feed(memoryview(b"\x01\x28" + b"y" * 40)) and budget.used == 80
+    t = time.monotonic()
+    with pytest.raises(Violation, match="no room"):
+        other.feed(memoryview(b"\x01\x0a"))
+    assert time.monotonic() - t >= 0.25
+    check.finish()  # its connection closed: its bytes leave the budget
+    assert budget.used == 40

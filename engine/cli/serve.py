@@ -56,6 +56,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=d.max_upload_bytes // 2**20,
         help="one submit's scene and style, uploaded in chunks",
     )
+    p.add_argument(
+        "--no-guard",
+        action="store_true",
+        help="plain tcp engines: bind the ROUTER directly instead of behind the ZMTP guard that bounds every "
+        "message before libzmq buffers it (docs/server.md)",
+    )
     p.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (default: the preset's)")
     p.add_argument(
         "--runner",
@@ -92,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         max_message_bytes=args.max_message_mb * 2**20,
         max_upload_bytes=args.max_upload_mb * 2**20,
+        guard=not args.no_guard,
         admin_keys=args.admin_keys,
         admin_token_file=args.admin_token_file,
         max_job_memory_bytes=None if args.max_job_memory_gb is None else int(args.max_job_memory_gb * 2**30),

@@ -63,6 +63,9 @@ class ServerConfig:
     """Received submits waiting for the IO threads (decoding, writing) may hold this many bytes; more are
     refused with `busy` (None: 4 x max_message_bytes, at least 8 chunks). Chunks being written and result
     chunks being read count too."""
+    guard: bool = True
+    """A plain (not CURVE) tcp engine listens through the ZMTP guard (engine.server.guard), which bounds
+    every message before libzmq buffers it; its ROUTER binds an ipc socket in <state_dir>/run/."""
     io_threads: int = 2
     """Threads that decode/store submits and load results, so the loop keeps answering everyone."""
     heartbeat_s: float = 2.0

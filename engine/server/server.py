@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import zmq
 
@@ -28,6 +31,7 @@ from shared_protocol.messages import Error, Heartbeat, Message, encode_message
 
 from .access import Access, Unauthorized
 from .config import DEFAULT_ADDRESS, DEFAULT_STATE_DIR, BusyError, LimitError, ServerConfig
+from .guard import ZmtpGuard
 from .handlers import RequestHandlers, error_reply
 from .outbox import Outbox
 from .pool import WorkerPool, runner_for, worker_devices
@@ -40,6 +44,8 @@ from .uploads import Uploads
 log = logging.getLogger(__name__)
 SNDHWM = 1000
 """Messages queued per client; the bytes of big ones are bounded by the Outbox."""
+RCVHWM = 100
+"""Whole messages libzmq queues per client before the loop reads them (each bounded by the codec limits)."""
 SMALL_ARRAYS_BYTES = 1 << 20
 """Only a submit carries more array bytes than this; any other such message is refused undecoded."""
 
@@ -114,6 +120,7 @@ class EngineServer(RequestHandlers, TransferHandlers):
         self._io = ThreadPoolExecutor(max(1, config.io_threads), thread_name_prefix="splatbrush-io")
         self.outbox: Outbox | None = None
         self._auth = None
+        self.guard: ZmtpGuard | None = None
         self._sock: zmq.Socket | None = None
         self._wake: zmq.Socket | None = None
         self.pool = WorkerPool(self.store, runner, self.post, devices)
@@ -133,18 +140,18 @@ class EngineServer(RequestHandlers, TransferHandlers):
         sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
         sock.setsockopt(zmq.IPV6, int("[" in self.config.address))
+        sock.setsockopt(zmq.RCVHWM, RCVHWM)
         if self.config.curve_secret_key:
             self._auth = setup_curve(self._ctx, sock, self.config.curve_secret_key, self.access)
         try:
-            sock.bind(self.config.address)
-        except zmq.ZMQError as e:
+            self.bound_address = self._bind(sock)
+        except (zmq.ZMQError, OSError) as e:
             sock.close(0)
             if self._auth:
                 self._auth.stop()
             raise OSError(
                 f"cannot bind {self.config.address}: {e} (is another engine running there?)"
             ) from None
-        self.bound_address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._sock = sock
         self.outbox = Outbox(sock, self.config.client_queue_bytes, self.config.total_queue_bytes)
         self._wake = self._ctx.socket(zmq.PULL)
@@ -160,6 +167,29 @@ class EngineServer(RequestHandlers, TransferHandlers):
             len(self.pool),
             ", ".join(self.pool.devices),
         )
+
+    def _bind(self, sock: zmq.Socket) -> str:
+        """Bind, behind the ZMTP guard when it applies (a plain tcp engine: engine.server.guard); returns
+        the address clients connect to."""
+        m = re.fullmatch(r"tcp://(\[[^\]]+\]|[^:/]+):(\d+)", self.config.address)
+        if not (self.config.guard and m and not self.config.curve_secret_key and os.name == "posix"):
+            sock.bind(self.config.address)
+            return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        run = self.store.root / "run"  # 0700 like the state dir: other users cannot reach the engine there
+        run.mkdir(mode=0o700, exist_ok=True)
+        path = run / "engine.sock"
+        if len(str(path)) > 100:  # AF_UNIX paths are short
+            run = Path(tempfile.mkdtemp(prefix="splatbrush-"))
+            path = run / "engine.sock"
+        path.unlink(missing_ok=True)
+        sock.bind(f"ipc://{path}")
+        host = m.group(1).strip("[]")
+        lim = self.codec_limits
+        self.guard = ZmtpGuard(
+            (host, int(m.group(2))), str(path), lim.max_message_bytes, lim.max_frames, lim.max_frame_bytes
+        )
+        self.guard.start()
+        return f"tcp://{m.group(1)}:{self.guard.port}"
 
     def post(self, msg: Message) -> None:
         """Queue an event for the watchers of its job (any thread)."""
@@ -252,6 +282,8 @@ class EngineServer(RequestHandlers, TransferHandlers):
             self._wake.close(0)
         if self._auth is not None:
             self._auth.stop()
+        if self.guard is not None:
+            self.guard.stop()
         self._sock = self._wake = None
         log.info("engine stopped")
 
