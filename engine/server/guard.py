@@ -231,7 +231,8 @@ class ZmtpGuard:
         except OSError:
             pass
         self._srv.close()
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
 
     def _accept(self) -> None:
         while not self._stop.is_set():

@@ -175,19 +175,22 @@ class EngineServer(RequestHandlers, TransferHandlers):
         if not (self.config.guard and m and not self.config.curve_secret_key and os.name == "posix"):
             sock.bind(self.config.address)
             return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        host, lim = m.group(1).strip("[]"), self.codec_limits
         run = self.store.root / "run"  # 0700 like the state dir: other users cannot reach the engine there
         run.mkdir(mode=0o700, exist_ok=True)
         path = run / "engine.sock"
         if len(str(path)) > 100:  # AF_UNIX paths are short
-            run = Path(tempfile.mkdtemp(prefix="splatbrush-"))
-            path = run / "engine.sock"
-        path.unlink(missing_ok=True)
-        sock.bind(f"ipc://{path}")
-        host = m.group(1).strip("[]")
-        lim = self.codec_limits
-        self.guard = ZmtpGuard(
+            path = Path(tempfile.mkdtemp(prefix="splatbrush-")) / "engine.sock"
+        guard = ZmtpGuard(  # binds the public address first: fails there if another engine runs
             (host, int(m.group(2))), str(path), lim.max_message_bytes, lim.max_frames, lim.max_frame_bytes
         )
+        try:
+            path.unlink(missing_ok=True)
+            sock.bind(f"ipc://{path}")
+        except BaseException:
+            guard.stop()
+            raise
+        self.guard = guard
         self.guard.start()
         return f"tcp://{m.group(1)}:{self.guard.port}"
 
