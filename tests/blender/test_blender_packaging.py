@@ -62,13 +62,15 @@ def test_the_built_zip_is_accepted_by_blenders_rule(addon, build, blender_rule):
 
 def test_zip_without_a_cp313_wheel_is_refused_on_python_313(addon, build, tmp_path):
     """The zip minus Pillow (pyzmq's cp311 + cp312-abi3 left): build.py's check says Blender 5.3 refuses it,
-    and real Blender on Python 3.13 does; on 3.11 both accept it (not installed here: it would replace the
-    extension under test)."""
+    and real Blender on Python 3.13 does, when it enables it. Installed under another id: over the installed
+    extension (same id) Blender 5.3 replaces its files first and leaves it disabled. On 3.11 both accept it
+    (not installed there: two copies of the add-on would register the same classes)."""
     import bpy
 
     src = zipfile.ZipFile(addon_zip())
     manifest = src.read("blender_manifest.toml").decode()
     manifest = re.sub(r'  "\./wheels/pillow[^"]*",\n', "", manifest)
+    manifest = re.sub(r"^id = .*$", 'id = "splatbrush_refused"', manifest, count=1, flags=re.MULTILINE)
     variant = tmp_path / "no_pillow.zip"
     with zipfile.ZipFile(variant, "w") as out:
         for item in src.namelist():
@@ -81,8 +83,12 @@ def test_zip_without_a_cp313_wheel_is_refused_on_python_313(addon, build, tmp_pa
     assert accepted == (sys.version_info[:2] < (3, 12))
     if accepted:
         return
-    with pytest.raises(RuntimeError, match=r"Python version \(3\.13\) isn't compatible with \(3\.11\)"):
-        bpy.ops.extensions.package_install_files(
-            filepath=str(variant), repo="user_default", enable_on_install=False
-        )
-    assert addon in bpy.context.preferences.addons  # the installed extension is untouched
+    repo_index = [r.module for r in bpy.context.preferences.extensions.repos].index("user_default")
+    try:
+        with pytest.raises(RuntimeError, match=r"Python version \(3\.13\) isn't compatible with \(3\.11\)"):
+            bpy.ops.extensions.package_install_files(
+                filepath=str(variant), repo="user_default", enable_on_install=True
+            )
+    finally:
+        bpy.ops.extensions.package_uninstall(repo_index=repo_index, pkg_id="splatbrush_refused")
+    assert hasattr(bpy.types.Scene, "splatbrush")  # the extension under test is untouched
