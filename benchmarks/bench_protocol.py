@@ -40,7 +40,7 @@ def scene(n: int, sh_degree: int, seed: int = 0) -> SplatArrays:
     )
 
 
-def start_engine(state: str) -> tuple[subprocess.Popen, str]:
+def start_engine(state: str, *extra: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -60,6 +60,7 @@ def start_engine(state: str) -> tuple[subprocess.Popen, str]:
         "0",
         "--checkpoint-every",
         "1000000",
+        *extra,
     ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(300):
@@ -104,6 +105,7 @@ def main() -> None:
     ap.add_argument("--gaussians", type=int, default=1_000_000)
     ap.add_argument("--sh-degree", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-guard", action="store_true", help="the engine without its ZMTP guard (its cost)")
     args = ap.parse_args()
 
     g = scene(args.gaussians, args.sh_degree)
@@ -111,7 +113,7 @@ def main() -> None:
     mb = sum(a.nbytes for a in arrays.values()) / 1e6
     style = np.random.default_rng(1).integers(0, 255, (256, 256, 3), dtype=np.uint8)
     with tempfile.TemporaryDirectory() as state:
-        proc, addr = start_engine(state)
+        proc, addr = start_engine(state, *(["--no-guard"] if args.no_guard else []))
         try:
             with EngineClient(addr, timeout=30) as c:
                 # 1. the scene's chunked upload (no commit: the upload expires), against raw zmq

@@ -27,7 +27,10 @@ import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
-BUF = 1 << 20
+IN_BUF = 256 << 10
+"""Per connection, client -> engine (touched pages count in the engine's RSS: 200 clients, 50 MiB)."""
+OUT_BUF = 64 << 10
+"""Per connection, engine -> client."""
 GREETING = 64
 
 
@@ -254,7 +257,7 @@ class ZmtpGuard:
 
     def _inbound(self, pair: _Pair) -> None:
         check = StreamCheck(*self.limits, self.budget, self.message_timeout_s)
-        buf = bytearray(BUF)
+        buf = bytearray(IN_BUF)
         view = memoryview(buf)
         pair.client.settimeout(min(5.0, self.message_timeout_s))
         try:
@@ -310,7 +313,7 @@ class _Pair:
 
 
 def _pump(src: socket.socket, dst: socket.socket, pair: _Pair) -> None:
-    buf = bytearray(BUF)
+    buf = bytearray(OUT_BUF)
     view = memoryview(buf)
     try:
         while True:
