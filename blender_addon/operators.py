@@ -261,7 +261,7 @@ class SPLATBRUSH_OT_setup_view(bpy.types.Operator):
         from . import splats
 
         splats.setup_scene_for_splats(context.scene)
-        self.report({"INFO"}, "view transform Standard, Cycles transparent bounces raised for splats")
+        self.report({"INFO"}, "view transform Raw (splats blend as 3DGS), bounces raised, colours baked")
         return {"FINISHED"}
 
 

@@ -38,7 +38,7 @@ class SPLATBRUSH_PT_main(bpy.types.Panel):
             box.label(text=f"{obj.name}: mesh, sampled on its surface", icon="MESH_DATA")
             box.prop(settings, "mesh_samples")
 
-        if context.scene.view_settings.view_transform != "Standard":
+        if context.scene.view_settings.view_transform not in ("Standard", "Raw"):  # Raw: splats as 3DGS
             row = layout.row()
             row.label(
                 text=f"View: {context.scene.view_settings.view_transform} shifts splat colours", icon="ERROR"

@@ -105,3 +105,79 @@ def test_colours_changed_counts_gaussians():
     b.sh = a.sh.copy()
     b.sh[:3, 0, 1] += 0.5
     assert A.colours_changed(a, b) == pytest.approx(0.3)
+
+
+# ------------------------------------------------------------------ camera-baked display (cards, SH colour)
+def look_at(position, target, width=200, height=150, focal=180.0):
+    """An engine camera dict (OpenCV: x right, y down, z forward) at `position` looking at `target`."""
+    position, target = np.asarray(position, float), np.asarray(target, float)
+    forward = (target - position) / np.linalg.norm(target - position)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    w2c = np.eye(4)
+    w2c[:3, :3] = np.stack([right, down, forward])
+    w2c[:3, 3] = -w2c[:3, :3] @ position
+    return {"world_to_camera": w2c.tolist(), "fx": focal, "fy": focal, "cx": width / 2 + 7.0,
+            "cy": height / 2 - 5.0, "width": width, "height": height}  # fmt: skip
+
+
+def pixel(view, point):
+    w2c = np.asarray(view["world_to_camera"])
+    x, y, z = w2c[:3, :3] @ point + w2c[:3, 3]
+    return np.array([view["fx"] * x / z + view["cx"], view["fy"] * y / z + view["cy"]])
+
+
+def test_cards_draw_the_projected_covariance_plus_the_screen_blur():
+    """The card's footprint on screen equals the 3D covariance pushed through the camera (Jacobian by
+    finite differences here) plus 0.3 px^2, and it faces the camera at the splat's own depth."""
+    arrays = random_arrays(n=20, degree=0, extras=())
+    arrays.means = (arrays.means * 0.3).astype(np.float32)  # in view, not too far off the axis
+    arrays.log_scales = np.log(np.random.default_rng(5).uniform(0.005, 0.08, size=(20, 3))).astype(np.float32)
+    view = look_at([0.4, -3.0, 1.2], [0.0, 0.0, 0.0])
+    cards = A.card_attributes(arrays, view)
+    w2c = np.asarray(view["world_to_camera"])
+    for i in range(20):
+        mean = arrays.means[i].astype(float)
+        jac = np.stack([(pixel(view, mean + h) - pixel(view, mean - h)) / 2e-6 for h in np.eye(3) * 1e-6], 1)
+        m = quat_to_matrix(arrays.quats[i]) * np.exp(arrays.log_scales[i].astype(float))
+        expected = jac @ m @ m.T @ jac.T + 0.3 * np.eye(2)
+        rot = euler_to_matrix(cards["sb_card_rotation"][i])
+        std = cards["sb_card_scale"][i].astype(float)
+        axes = [mean + rot[:, k] * std[k] for k in range(2)]  # one std dev along each card axis, in 3D
+        offsets = np.stack([pixel(view, a) - pixel(view, mean) for a in axes], 1)  # [2 px, 2 axes]
+        np.testing.assert_allclose(offsets @ offsets.T, expected, rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(rot[:, 2], -w2c[2, :3], atol=1e-5)  # normal toward the camera
+        assert std[0] >= std[1] > 0
+
+
+def test_cards_behind_the_camera_are_not_drawn():
+    arrays = random_arrays(n=2, degree=0, extras=())
+    arrays.means = np.array([[0, 0, 0], [0, -5, 0]], np.float32)  # the second one behind the camera
+    cards = A.card_attributes(arrays, look_at([0, -3, 0], [0, 0, 0]))
+    assert cards["sb_card_scale"][0].min() > 1e-4 and cards["sb_card_scale"][1].max() < 1e-8
+
+
+def test_view_colour_evaluates_degree_one_toward_the_camera():
+    arrays = random_arrays(n=6, degree=1, extras=())
+    camera = np.array([0.5, -4.0, 2.0])
+    d = arrays.means - camera
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    c1 = 0.4886025119029199
+    sh = arrays.sh
+    expected = 0.5 + A.SH_C0 * sh[:, 0] - c1 * d[:, 1:2] * sh[:, 1] + c1 * d[:, 2:3] * sh[:, 2]
+    expected = np.maximum(expected - c1 * d[:, 0:1] * sh[:, 3], 0.0)
+    np.testing.assert_allclose(A.view_colours(arrays, camera), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(A.view_colours(arrays), np.maximum(0.5 + A.SH_C0 * sh[:, 0], 0), atol=1e-6)
+    shown = A.display_attributes(arrays, look_at(camera, [0, 0, 0]))
+    np.testing.assert_allclose(shown["sb_color"], A.srgb_to_linear(expected), atol=1e-5)
+    assert {"sb_card_rotation", "sb_card_scale"} <= set(shown)
+
+
+def test_bad_views_are_refused_naming_the_value():
+    arrays = random_arrays(n=2, degree=0, extras=())
+    view = look_at([0, -3, 0], [0, 0, 0])
+    with pytest.raises(ValueError, match="fx=-1.0"):
+        A.card_attributes(arrays, {**view, "fx": -1.0})
+    with pytest.raises(ValueError, match="lacks world_to_camera"):
+        A.card_attributes(arrays, {k: v for k, v in view.items() if k != "world_to_camera"})
