@@ -163,7 +163,7 @@ class StreamCheck:
         )
         if over:
             self.cut += 1
-            log.warning(
+            log.info(
                 "guard: cutting a message short at frame %d (%d bytes so far)", self._frames, self._bytes
             )
             self._dropping = self._drop = True
