@@ -1,9 +1,11 @@
-"""Acceptance figures of the weight-free default, measured (nothing hard-coded):
+"""Acceptance figures of the default preset, measured (nothing hard-coded):
 
     .venv/bin/python benchmarks/bench_stylize.py                 # donut + Starry Night, once
     .venv/bin/python benchmarks/bench_stylize.py --repeat 3      # the same, three times (timing noise)
     .venv/bin/python benchmarks/bench_stylize.py --style all     # every style in ../shared/data/styles
-    .venv/bin/python benchmarks/bench_stylize.py --style wave_crop --scene donut.ply --out /tmp/bench
+    .venv/bin/python benchmarks/bench_stylize.py --scene all --style all --json rows.json   # the whole table
+    .venv/bin/python benchmarks/bench_stylize.py --scene all --style all --preset weightfree --json base.json
+    .venv/bin/python benchmarks/bench_stylize.py --scene all --style all --baseline base.json  # vs a baseline
 
 Each run is the real command, `splatbrush stylize SCENE --style IMG -o OUT` with default settings, timed from
 the outside (wall clock and CPU time of the process; the machine's load average is printed beside them, since
@@ -11,8 +13,12 @@ a shared machine slows everything down). Then, in this process, `engine.metrics.
 held-out orbit views of the original and the stylized scene and measures:
     style colour distance ratio   sliced W2 in CIELAB to the style's pixels, stylized / original  (<= 0.40)
     luminance SSIM                original vs stylized, over the object's pixels                  (> 0.6)
+    learned style score           Magenta style-vector cosine, centred (metrics_style)            (> baseline)
+    splat colours in range        DC colour in [0, 1] at the end of the job (report.json)          (100%)
     geometry bit-identical                                                                         (True)
-and the wall time must be under 4 minutes. The per-step time of each part of the loop comes from the report.
+and the wall time must be under 4 minutes. With --baseline (rows of an earlier run, e.g. of the old
+weight-free preset) each row must also beat the baseline's style score on the same scene and style.
+The per-step time of each part of the loop comes from the report.
 """
 
 from __future__ import annotations
@@ -36,6 +42,20 @@ def _cpu_children() -> float:
     return r.ru_utime + r.ru_stime
 
 
+SCENE_SUFFIXES = (".ply", ".spz", ".sog", ".splat", ".glb", ".gltf")
+
+
+def scene_paths(name: str) -> list[Path]:
+    """`name` in ../shared/data/scenes, or every scene there for "all" (files of a scene format and SOG
+    folders; the garden points file has no Gaussians)."""
+    root = DATA / "scenes"
+    if name != "all":
+        return [root / name]
+    return sorted(
+        p for p in root.iterdir() if p.suffix in SCENE_SUFFIXES or (p.is_dir() and (p / "meta.json").exists())
+    )
+
+
 def run_one(
     scene: Path, style: Path, out_dir: Path, eval_views: int, eval_size: int, extra: list[str]
 ) -> dict:
@@ -45,7 +65,7 @@ def run_one(
     from engine.metrics import evaluate_scenes
     from engine.scene.io import load_scene
 
-    out = out_dir / f"{scene.stem}_{style.stem}.ply"
+    out = out_dir / f"{scene.name.split('.')[0]}_{style.stem}.ply"
     cmd = [
         sys.executable,
         "-m",
@@ -71,7 +91,9 @@ def run_one(
     original, styled = load_scene(scene), load_scene(out)
     style_img = np.asarray(Image.open(style).convert("RGB"))
     t1 = time.perf_counter()
-    m = evaluate_scenes(original, styled, style_img, views=eval_views, size=eval_size, with_models=False)
+    m = evaluate_scenes(
+        original, styled, style_img, views=eval_views, size=eval_size, up=report["settings"].get("up")
+    )
     eval_s = time.perf_counter() - t1
     timings = report["timings"]
     steps = max(1, report["steps_done"])
@@ -90,6 +112,8 @@ def run_one(
         "size": report["settings"]["size"],
         "setup_s": {k: timings[k]["total_s"] for k in ("prepare_views", "build_guidance") if k in timings},
         "per_step_s": per_step,
+        "preset": report["settings"].get("preset"),
+        "colour_range": report.get("colour_range", {}),
         "train_view_metrics": report.get("metrics", {}),
         "heldout": m,
         "eval_s": round(eval_s, 1),
@@ -100,13 +124,36 @@ def run_one(
         "colour": m["style_distance_ratio"] <= LIMITS["style_distance_ratio"],
         "ssim": m["ssim_luminance"] > LIMITS["ssim_luminance"],
         "geometry": bool(m["geometry_identical"]),
+        "in_range": row_in_range(row),
     }
     return row
 
 
+def row_in_range(row: dict) -> bool:
+    rng = row.get("colour_range") or {}
+    return rng.get("out_of_range_end", 1) == 0
+
+
+def compare_baseline(rows: list[dict], baseline: list[dict]) -> None:
+    """Adds pass["style_vs_baseline"]: the row's learned style score beats the baseline's (same scene and
+    style; rows without a baseline row are not judged)."""
+    base = {(b["scene"], b["style"]): b for b in baseline}
+    for r in rows:
+        b = base.get((r["scene"], r["style"]))
+        if b is None or "style_score_stylized" not in b["heldout"]:
+            continue
+        r["baseline_style_score"] = b["heldout"]["style_score_stylized"]
+        r["pass"]["style_vs_baseline"] = r["heldout"]["style_score_stylized"] > r["baseline_style_score"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scene", default="donut.ply", help="scene file name in ../shared/data/scenes")
+    ap.add_argument("--scene", default="donut.ply", help="scene file name in ../shared/data/scenes, or 'all'")
+    ap.add_argument("--preset", help="preset of `splatbrush stylize` (default: its default)")
+    ap.add_argument("--baseline", help="rows JSON of an earlier run to beat on the learned style score")
+    ap.add_argument(
+        "--table", help="print the rows of this JSON (compared with --baseline) instead of running anything"
+    )
     ap.add_argument("--style", default="vg_starry_night", help="style name (file stem) or 'all'")
     ap.add_argument("--repeat", type=int, default=1, help="runs per style (timing noise)")
     ap.add_argument("--eval-views", type=int, default=8, help="held-out orbit views for the metrics")
@@ -118,35 +165,71 @@ def main(argv: list[str] | None = None) -> int:
     if not DATA.is_dir():
         print(f"no shared data at {DATA}; nothing to measure", file=sys.stderr)
         return 1
-    scene = DATA / "scenes" / args.scene
+    scenes = scene_paths(args.scene)
     styles = sorted((DATA / "styles").glob("*.jpg"))
     if args.style != "all":
         styles = [s for s in styles if s.stem == args.style]
         if not styles:
             raise SystemExit(f"unknown style {args.style!r}; see {DATA / 'styles'}")
+    baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else None
+    if args.table:
+        return print_table(json.loads(Path(args.table).read_text()), baseline)
+    extra = (["--preset", args.preset] if args.preset else []) + args.extra
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows: list[dict] = []
     print(f"{os.cpu_count()} CPUs; limits: {LIMITS}")
-    header = "style                  wall_s  cpu_s  load    ratio  ssim   geom  consist(orig->styl)  pass"
-    print(header)
-    for style in styles:
-        for _ in range(args.repeat):
-            r = run_one(scene, style, out_dir, args.eval_views, args.eval_size, args.extra)
-            rows.append(r)
-            h = r["heldout"]
-            print(
-                f"{r['style']:<22} {r['wall_s']:>6.1f} {r['cpu_s']:>6.1f} {r['load_avg_1min'][1]:>5.1f}  "
-                f"{h['style_distance_ratio']:.3f}  {h['ssim_luminance']:.3f}  "
-                f"{str(h['geometry_identical']):<5} "
-                f"{h['consistency_short_original']:.4f}->{h['consistency_short_stylized']:.4f}  "
-                f"{'PASS' if all(r['pass'].values()) else 'FAIL ' + str(r['pass'])}",
-                flush=True,
-            )
-            print(f"    per step: {r['per_step_s']}  set-up: {r['setup_s']}  sheet: {r['contact_sheet']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+    print(
+        "scene                style                  wall_s  cpu_s  load   ratio  ssim   score (base)    pass"
+    )
+    for scene in scenes:
+        for style in styles:
+            for _ in range(args.repeat):
+                r = run_one(scene, style, out_dir, args.eval_views, args.eval_size, extra)
+                if baseline is not None:
+                    compare_baseline([r], baseline)
+                rows.append(r)
+                print_row(r)
+                if args.json:  # after every row: a long run that is stopped keeps what it measured
+                    Path(args.json).write_text(json.dumps(rows, indent=1))
+    print_summary(rows)
     return 0 if all(all(r["pass"].values()) for r in rows) else 2
+
+
+def print_table(rows: list[dict], baseline: list[dict] | None) -> int:
+    if baseline is not None:
+        compare_baseline(rows, baseline)
+    for r in rows:
+        print_row(r, per_step=False)
+    print_summary(rows)
+    return 0 if all(all(r["pass"].values()) for r in rows) else 2
+
+
+def print_row(r: dict, per_step: bool = True) -> None:
+    h = r["heldout"]
+    score = h.get("style_score_stylized", float("nan"))
+    base = r.get("baseline_style_score")
+    base_s = f"({base:+.3f})" if base is not None else " " * 8
+    failed = [k for k, ok in r["pass"].items() if not ok]
+    print(
+        f"{r['scene'][:20]:<20} {r['style'][:22]:<22} {r['wall_s']:>6.1f} {r['cpu_s']:>6.1f} "
+        f"{r['load_avg_1min'][1]:>5.1f}  {h['style_distance_ratio']:.3f}  {h['ssim_luminance']:.3f}  "
+        f"{score:+.3f} {base_s}  {'PASS' if not failed else 'FAIL ' + ','.join(failed)}",
+        flush=True,
+    )
+    if per_step:
+        print(f"    per step: {r['per_step_s']}  set-up: {r['setup_s']}  sheet: {r['contact_sheet']}")
+
+
+def print_summary(rows: list[dict]) -> None:
+    if not rows:
+        return
+    keys = sorted({k for r in rows for k in r["pass"]})
+    counts = ", ".join(
+        f"{k} {sum(r['pass'].get(k, False) for r in rows)}/{sum(k in r['pass'] for r in rows)}" for k in keys
+    )
+    walls = sorted(r["wall_s"] for r in rows)
+    print(f"{len(rows)} runs; passed: {counts}; median wall {walls[len(walls) // 2]:.1f} s")
 
 
 if __name__ == "__main__":

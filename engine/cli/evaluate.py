@@ -1,4 +1,5 @@
-"""`splatbrush evaluate ORIGINAL STYLED --style IMG [--views N] [--size PX] [--no-models] [-o report.json]`
+"""`splatbrush evaluate ORIGINAL STYLED --style IMG [--views N] [--size PX] [--up AXIS] [--no-models]
+[-o report.json]`
 
 Prints (and optionally writes as JSON) the stylization metrics of `engine.metrics.evaluate_scenes`: the style
 colour distance of both scenes and their ratio, the luminance SSIM, the multi-view consistency errors (short
@@ -27,6 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--style", required=True, help="the style image")
     p.add_argument("--views", type=int, default=8, help="orbit views (default: 8)")
     p.add_argument("--size", type=int, default=256, help="render size in pixels (default: 256)")
+    p.add_argument("--up", help="scene up axis of the orbit views, as given to stylize (default -y)")
     p.add_argument(
         "--no-models", action="store_true", help="skip the network-based scores (Magenta style, CLIP, CSD)"
     )
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         size=args.size,
         with_models=not args.no_models,
         models_dir=args.models_dir,
+        up=args.up,
     )
     for k, v in m.items():
         if k == "notes":

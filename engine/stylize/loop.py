@@ -82,6 +82,7 @@ class _Job:
             return
         with self.timer("checkpoint"):
             state = {**self.fingerprints, "step": step_done, "torch_rng": torch.get_rng_state()}
+            state["guidance_state"] = {n: m.state_dict() for n, m in self.guidance.modules.items()}
             save_checkpoint(self.checkpoint_dir, {**state, **self.colours.state(), "history": self.history})
 
 
@@ -219,6 +220,9 @@ def _resume(job: _Job, state: dict[str, Any] | None) -> int:
     job.colours.load_state(state)
     torch.set_rng_state(state["torch_rng"])
     job.history = list(state["history"])
+    for name, guidance_state in state.get("guidance_state", {}).items():
+        if name in job.guidance.modules:
+            job.guidance.modules[name].load_state_dict(guidance_state)
     return int(state["step"])
 
 
