@@ -15,6 +15,7 @@ import uuid
 
 import numpy as np
 import pytest
+import zmq
 from server_helpers import STYLE, ThreadedEngine, free_port, make_arrays, start_engine_process
 
 from engine.server import SyntheticRunner
@@ -47,6 +48,7 @@ def _zmtp_null(port: int) -> socket.socket:
     prop = b"\x0bSocket-Type" + struct.pack(">I", 6) + b"DEALER"
     ready = b"\x05READY" + prop
     s.sendall(b"\x04" + bytes([len(ready)]) + ready)
+    time.sleep(0.3)  # the peer's READY: a message before the handshake ends is a protocol error
     return s
 
 
@@ -392,3 +394,43 @@ def test_guard_stream_check_cuts_a_message_over_the_bound_and_frees_its_budget()
     assert time.monotonic() - t >= 0.25
     check.finish()  # its connection closed: its bytes leave the budget
     assert budget.used == 40
+
+
+def test_guard_closes_an_unfinished_message_in_time_and_waits_for_slow_readers(tmp_path):
+    from engine.server.guard import ZmtpGuard
+
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    path = tmp_path / "e.sock"
+    router.bind(f"ipc://{path}")
+    guard = ZmtpGuard(("127.0.0.1", 0), str(path), 16 * MB, 8, 8 * MB, message_timeout_s=1.0)
+    guard.start()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.RCVHWM, 1)
+    try:
+        dealer.connect(f"tcp://127.0.0.1:{guard.port}")
+        dealer.send(b"hi")
+        assert router.poll(5000)
+        ident, _ = router.recv_multipart()
+        blob = np.ones(4 * MB, np.uint8)
+        for _ in range(10):  # 40 MiB to a client that reads nothing for 6 s: it waits, it is not cut off
+            router.send_multipart([ident, blob], copy=False)
+        time.sleep(6.0)
+        got = 0
+        while got < 10 and dealer.poll(5000):
+            dealer.recv_multipart()
+            got += 1
+        assert got == 10 and guard.refused == 0
+        s = _zmtp_null(guard.port)
+        s.sendall(_zmtp_frame(b"x", more=True) + b"x")  # a message that never ends
+        s.settimeout(10)
+        t = time.monotonic()
+        while s.recv(65536):  # the engine's greeting, then the guard closes the connection
+            pass
+        assert 0.9 < time.monotonic() - t < 8 and guard.refused == 1
+        s.close()
+    finally:
+        guard.stop()
+        dealer.close(0)
+        router.close(0)
+        ctx.term()

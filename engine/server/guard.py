@@ -20,6 +20,7 @@ authorized keys get past the handshake there.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import struct
 import threading
@@ -259,17 +260,17 @@ class ZmtpGuard:
         check = StreamCheck(*self.limits, self.budget, self.message_timeout_s)
         buf = bytearray(IN_BUF)
         view = memoryview(buf)
-        pair.client.settimeout(min(5.0, self.message_timeout_s))
+        ready = select.poll()  # not a socket timeout: that would also stop the other thread's sends
+        ready.register(pair.client.fileno(), select.POLLIN)
+        wait_ms = int(min(5.0, self.message_timeout_s) * 1000)
         try:
             while True:
-                try:
-                    n = pair.client.recv_into(view)
-                except TimeoutError:
-                    n = -1
+                readable = ready.poll(wait_ms)
                 if check.overdue():
                     raise Violation(f"a message unfinished after {self.message_timeout_s:g} s")
-                if n < 0:
+                if not readable:
                     continue
+                n = pair.client.recv_into(view)
                 if not n:
                     break
                 before = check.cut
