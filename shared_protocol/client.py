@@ -446,6 +446,7 @@ class EngineClient:
                     raise
                 tries += 1
                 self._reconnect()
+                patience = time.monotonic() + timeout  # the first try may still be stored: wait for it
             except RemoteError as e:  # the first try is still being stored: wait for it, not a 2nd job
                 if e.code not in ("in_progress", "busy") or time.monotonic() > patience:
                     raise

@@ -436,3 +436,32 @@ def test_guard_closes_an_unfinished_message_in_time_and_waits_for_slow_readers(t
         dealer.close(0)
         router.close(0)
         ctx.term()
+
+
+def test_a_chunked_submit_retried_while_its_commit_is_stored_uploads_once_and_makes_one_job(tmp_path):
+    import engine.server.store as store_module
+
+    e = ThreadedEngine(tmp_path / "s", SyntheticRunner(step_s=0.001))
+    real_save, begins, saves = store_module.save_arrays, [], []
+    real_transfer = e.server._transfer
+
+    def slow_save(*a):  # storing the first commit takes longer than the client waits for its reply
+        saves.append(1)
+        time.sleep(1.5 if len(saves) == 1 else 0)
+        return real_save(*a)
+
+    def spy(identity, h, frames, who):
+        begins.extend([h.type] if h.type == "upload_begin" else [])
+        return real_transfer(identity, h, frames, who)
+
+    store_module.save_arrays, e.server._transfer = slow_save, spy
+    try:
+        with e.client(timeout=1.0) as c:
+            g = make_arrays(50_000, 16)  # 11.8 MB: uploaded in chunks
+            job = c.submit(g, STYLE, settings={"steps": 1}, retries=1)
+            assert begins == ["upload_begin"]  # the retry committed the same upload, none sent again
+            assert [j["id"] for j in c.list_jobs()] == [job.id]
+            assert _same(e.server.store.inputs(job.id)[0], g) and len(saves) == 1
+    finally:
+        store_module.save_arrays = real_save
+        e.stop()

@@ -151,6 +151,15 @@ class JobStore:
             job_id = self._idem.get((owner, idempotency_key))
             return self.get(job_id) if job_id else None
 
+    def storing(self, owner: str, idempotency_key: str | None) -> bool:
+        """Whether a submit with this key is being stored right now (reserved, not a job yet)."""
+        with self._lock:
+            return (
+                bool(idempotency_key)
+                and (owner, idempotency_key) in self._idem
+                and self.find(owner, idempotency_key) is None
+            )
+
     def create(
         self,
         gaussians: SplatArrays,

@@ -34,7 +34,7 @@ from shared_protocol.transfer import (
 from .access import Principal
 from .config import BusyError
 from .handlers import error_reply
-from .store import DISK_FULL_ERRNOS, DiskFullError
+from .store import DISK_FULL_ERRNOS, DiskFullError, InProgressError
 from .uploads import UploadTooLarge, write_chunk
 
 if TYPE_CHECKING:
@@ -129,6 +129,10 @@ class TransferHandlers:
                     self._watchers.setdefault(existing.id, set()).add(identity)
 
             return JobReply(existing), after
+        if self.store.storing(who.owner, key):  # the first commit of this retried submit is still stored
+            raise InProgressError(
+                "a submit with this idempotency key is still being stored; retry in a moment"
+            )
         up = self.uploads.take(who.owner, uid)
         if layout_bytes(layout) != up.nbytes:
             self.uploads.discard(up)
