@@ -191,3 +191,17 @@ def test_view_independent_boxes_are_close_too(addon, splat_scene, out_dir):
     score = psnr(got, reference_render(arrays, cv))
     print(f"boxes: PSNR {score:.2f} dB vs 3DGS")
     assert score > 28.0, score
+
+
+def test_new_colours_are_baked_toward_the_camera_the_object_was_baked_for(addon, splat_scene):
+    scene, obj, arrays, cv = splat_scene
+    importlib.import_module(addon + ".display").setup_scene_for_splats(scene)
+    attributes = importlib.import_module(addon + ".attributes")
+    arrays.sh[:, 1:] *= -2.0  # new view-dependent colours, e.g. a stylization result
+    sys.modules[addon + ".splats"].update_colours(obj, arrays)
+    shown = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.attributes["sb_color_display"].data.foreach_get("vector", shown)
+    w2c = np.asarray(cv["world_to_camera"])
+    expected = attributes.view_colours(arrays, -w2c[:3, :3].T @ w2c[:3, 3])
+    np.testing.assert_allclose(shown.reshape(-1, 3), np.clip(expected, 0, 1), atol=1e-5)
+    assert np.abs(expected - attributes.view_colours(arrays)).max() > 0.05  # not the DC colour
