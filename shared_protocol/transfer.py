@@ -15,6 +15,7 @@ both directions is `upload()` and `download()` here (used by EngineClient).
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -77,17 +78,23 @@ def layout_bytes(layout: list[tuple[str, np.dtype, tuple, int]]) -> int:
     return sum(n for *_, n in layout)
 
 
-def arrays_from_file(path: str, layout: list[tuple[str, np.dtype, tuple, int]]) -> dict[str, np.ndarray]:
-    """Read back to back arrays from a file (its size must be exactly the layout's)."""
-    out = {}
+def arrays_from_file(
+    path: str, layout: list[tuple[str, np.dtype, tuple, int]], mmap: bool = False
+) -> dict[str, np.ndarray]:
+    """Back to back arrays of a file whose size must be exactly the layout's: read into memory, or with
+    `mmap` mapped read-only (pages come from the file as they are used, not held in the process)."""
+    size = os.path.getsize(path)
+    if size != layout_bytes(layout):
+        raise ProtocolError(f"the upload holds {size} bytes, its arrays {layout_bytes(layout)}")
+    out, pos = {}, 0
     with open(path, "rb") as f:
         for name, dtype, shape, nbytes in layout:
-            a = np.fromfile(f, dtype=dtype, count=nbytes // dtype.itemsize)
-            if a.nbytes != nbytes:
-                raise ProtocolError(f"the upload holds too few bytes for array {name!r}")
-            out[name] = a.reshape(shape)
-        if f.read(1):
-            raise ProtocolError("the upload holds more bytes than its arrays")
+            if mmap and nbytes:
+                out[name] = np.memmap(path, dtype=dtype, mode="r", offset=pos, shape=shape)
+            else:
+                f.seek(pos)
+                out[name] = np.fromfile(f, dtype=dtype, count=nbytes // dtype.itemsize).reshape(shape)
+            pos += nbytes
     return out
 
 

@@ -9,10 +9,11 @@ the engine's ROUTER on a private ipc socket (in a 0700 folder, so it cannot be b
 moment a frame header would take a message over `max_frames` frames or `max_message_bytes` bytes, or a frame
 over `max_frame_bytes`, the message is ended there (an empty last frame is forwarded instead of that frame,
 so the engine still answers `too_large` with the request id from the header) and the rest of it is read and
-dropped: libzmq holds at most one message's bound per connection. All connections together may have `budget_bytes` of unfinished
-messages: a frame that would pass it waits (the guard stops reading that client: TCP pushes back) until
-others finish, and a message not finished `message_timeout_s` after its first frame closes its connection,
-so that clients that never finish cannot hold the budget. What the engine sends back is forwarded untouched.
+dropped: libzmq holds at most one message's bound per connection. All connections together may have
+`budget_bytes` of unfinished messages: a frame that would pass it waits (the guard stops reading that client:
+TCP pushes back) until others finish, and a message not finished `message_timeout_s` after its first frame
+closes its connection, so that clients that never finish cannot hold the budget. What the engine sends back
+is forwarded untouched.
 
 CURVE engines do not use it: their frames are encrypted (the MORE flag is inside the box), and only
 authorized keys get past the handshake there.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -141,11 +142,11 @@ class TransferHandlers:
             )
 
         def task() -> Any:
-            try:
-                arrays = arrays_from_file(str(up.path), layout)
+            try:  # mapped, not read: the scene is not held in memory a second time while it is stored
+                arrays = arrays_from_file(str(up.path), layout, mmap=os.name == "posix")
+                return self._submit_task(identity, Decoded("submit", h.version, h.rid, body, arrays), who)
             finally:
-                up.path.unlink(missing_ok=True)
-            return self._submit_task(identity, Decoded("submit", h.version, h.rid, body, arrays), who)
+                up.path.unlink(missing_ok=True)  # POSIX: mapped pages stay readable until released
 
         # not counted in flight: the bytes are on disk, and at most io_threads commits are read at once
         self._offload(identity, h.rid, 0, task)
