@@ -318,3 +318,27 @@ def test_progress_event_round_trips_through_the_wire():
     assert out.losses == {"style": 0.5}  # the NaN loss cannot travel and is dropped
     pv, _ = M.decode_message([bytes(f) for f in M.encode_message(M.Preview(INFO.id, 3, IMG))])
     assert pv.to_event().kind == "preview" and np.array_equal(pv.to_event().preview, IMG)
+
+
+@pytest.mark.parametrize(
+    "layout, match",
+    [
+        ([], "list of 1..128 arrays"),
+        ([{"name": "a", "dtype": "<f4"}], "exactly name, dtype, shape"),
+        ([{"name": "a", "dtype": "O", "shape": [2]}], "dtype 'O' is not allowed"),
+        ([{"name": "a", "dtype": "<f4", "shape": [-1]}], "non-negative integers"),
+        ([{"name": "a", "dtype": "<f4", "shape": [1]}] * 2, "listed twice"),
+    ],
+)
+def test_transfer_layouts_are_checked_and_name_the_problem(layout, match):
+    with pytest.raises(ProtocolError, match=match):
+        T.check_layout("submit.upload_arrays", layout)
+    good = T.check_layout("x", [{"name": "g.sh", "dtype": "<f4", "shape": [3, 16, 3]}])
+    assert T.layout_bytes(good) == 3 * 16 * 3 * 4
+    body = {"job_id": "0123456789ab", "nbytes": 5, "arrays": [{"name": "a", "dtype": "|u1", "shape": [4]}]}
+    with pytest.raises(ProtocolError, match="not the size of its arrays"):
+        T.ResultInfo.from_wire(body, {})
+    with pytest.raises(ProtocolError, match="16 lowercase hex"):
+        T.UploadChunk.from_wire({"upload_id": "../../etc", "offset": 0}, {"data": np.ones(1, np.uint8)})
+    with pytest.raises(ProtocolError, match="non-empty 1-D"):
+        T.UploadChunk.from_wire({"upload_id": "0" * 16, "offset": 0}, {"data": np.ones((2, 2), np.uint8)})
