@@ -168,6 +168,7 @@ def main() -> int:
         default=None,
         help="Cycles min_transparent_bounces (no roulette before)",
     )
+    parser.add_argument("--realize", choices=("on", "off"), default=None, help="cards as one mesh or not")
     args = parser.parse_args()
 
     import bpy
@@ -183,11 +184,16 @@ def main() -> int:
     t_import = time.perf_counter() - t0
     cam = look_at_camera(scene, arrays.means.mean(0).tolist(), args.offset, args.size)
     setup_world_black(scene)
+    scene.render.engine = "CYCLES"  # what the bake sets the display up for (cards as one mesh)
     t0 = time.perf_counter()
     setup = {"display_space": args.raw} if args.raw else {}  # an older add-on: its own defaults
     splats.setup_scene_for_splats(scene, **setup)  # view, bounces; the current display bakes the camera
     if args.min_transparent is not None:
         scene.cycles.min_transparent_bounces = args.min_transparent
+    if args.realize is not None:
+        importlib.import_module(splats.__package__ + ".display")._set_input(
+            obj, "Realize", args.realize == "on"
+        )
     t_bake = time.perf_counter() - t0
     print(f"Blender {bpy.app.version_string}; {arrays.num_gaussians:,} splats (SH {arrays.sh_degree}); "
           f"object {t_import:.2f} s, setup/bake {t_bake:.2f} s; display from {args.addon}")  # fmt: skip

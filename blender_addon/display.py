@@ -1,21 +1,22 @@
-"""How splat objects are drawn: each Gaussian as its own soft ellipsoid, as the 3DGS renderer shows it.
+"""How splat objects are drawn: each Gaussian as the 3DGS renderer shows it (docs/blender.md, Display).
 
-Geometry Nodes (`display_node_group`) instance a cube per splat, rotated by the Gaussian's quaternion and
-scaled by its standard deviations x **Size** (default sqrt(2 ln 255) = 3.33: past it even an opaque splat's
-alpha is below 1/255, where 3DGS skips it), so the cube holds every pixel the splat touches. The material
-(`display_material`) works in the instance's object space, where the Gaussian is isotropic with standard
-deviation 1 / Size: for the ray through the shaded point it takes the distance d of the ray's closest
-approach to the centre (in standard deviations: the Mahalanobis distance) and draws
+Geometry Nodes (`display_node_group`) instance one of three things per splat:
+- Cards (input "Cards", switched on by `bake_for_camera`): a square in the plane through the splat's centre
+  facing the baked camera, whose axes are the eigenvectors of the renderer's projected 2D covariance
+  (`attributes.card_attributes`): it draws the renderer's 2D Gaussian exactly, and rays meet the cards in
+  the order of their centres' depth, as 3DGS sorts them.
+- Boxes (Cards off): a cube rotated by the quaternion and scaled by the standard deviations; the shader
+  takes the ray's closest approach to the centre in the instance's object space (the unit sphere there):
+  right from every side, not exactly ordered.
+- Points: one point per splat (the light display for huge scenes).
+Cards and boxes reach min(Size, sb_extent) standard deviations; the shader (`display_material`) draws
 
-    alpha = min(0.99, opacity * exp(-d^2 / 2)),   0 where alpha < 1/255 or on back faces,
+    alpha = min(0.99, opacity * exp(-d^2 / 2)),   0 below 1/255 (and on the boxes' back faces),
 
-emitting the splat colour (`sb_color`) mixed with transparency. That is the splat's 2D footprint as the
-renderer's EWA projection draws it (exactly for an affine camera). What the shader cannot know is baked
-per camera into the display attributes (`attributes.display_attributes(..., view=...)`,
-`bake_for_camera`): the SH colour toward the camera and 3DGS' 0.3 px^2 screen-space blur as extra world
-variance at each splat's depth. The Gaussian parameters themselves are never touched.
-
-"Points" keeps the light display for huge scenes: one point per splat with radius mean scale x Size / 3.
+d the Mahalanobis distance, emitting the splat colour mixed with transparency: the sRGB-decoded colour
+(`sb_color`, view transform Standard) or the display value (`sb_color_display`, view transform Raw, so that
+splats blend in display space as 3DGS does; `setup_scene_for_splats`' default). The Gaussian attributes
+themselves are never touched: only the derived sb_* ones.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ import numpy as np
 NODE_GROUP = "Splatbrush Display"
 MATERIAL = "Splatbrush Splat"
 MODIFIER = "Splatbrush Display"
-VERSION = 2  # node group / material layout; older ones (ico-spheres, flat alpha) are rebuilt
+VERSION = 3  # node group / material layout; older ones (ico-spheres, flat alpha) are rebuilt
 SIZE_DEFAULT = math.sqrt(2 * math.log(255.0))  # std devs where an opaque splat's alpha reaches 1/255
 DISPLAY_SPACE = "Display space"  # the material's Value node: 1 = emit display values (view transform Raw)
-TRANSPARENT_BOUNCES = 1024  # Cycles: each splat costs two (its front and back face)
+TRANSPARENT_BOUNCES = 1024  # Cycles: each splat a ray passes costs one (a card) or two (a box)
 
 
 def _socket(node, name: str, outputs: bool = False):
@@ -77,6 +78,8 @@ def _group_interface(group) -> None:
         "Camera-facing cards baked for one camera (exact for it; 'Standard View for Splats' bakes them for "
         "the scene camera); off: ellipsoids that look right from every side"
     )
+    realize = iface.new_socket("Realize", in_out="INPUT", socket_type="NodeSocketBool")
+    realize.description = "Cards as one mesh: much faster in Cycles; EEVEE then blends them unsorted"
     iface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
 
 
@@ -90,8 +93,8 @@ def _extent(group, gin):
     return node.outputs[0]
 
 
-def _instances(group, gin, mesh_node, rotation: str, scale: str, flat: float):
-    """Instance `mesh_node`'s mesh on every point, rotated by the `rotation` attribute (XYZ Euler) and
+def _instances(group, gin, mesh, rotation: str, scale: str, flat: float):
+    """Instance `mesh` (a geometry socket) on every point, rotated by the `rotation` attribute (XYZ Euler) and
     scaled by `scale` x K (K = min(Size, sb_extent)); K and `flat` stored on the instances (sb_size,
     sb_flat) for the shader."""
     nodes, links = group.nodes, group.links
@@ -104,7 +107,7 @@ def _instances(group, gin, mesh_node, rotation: str, scale: str, flat: float):
     links.new(_socket(sca, "Attribute", True), mul.inputs[0])
     links.new(k, _socket(mul, "Scale"))
     links.new(_socket(gin, "Geometry", True), _socket(inst, "Points"))
-    links.new(_socket(mesh_node, "Mesh", True), _socket(inst, "Instance"))
+    links.new(mesh, _socket(inst, "Instance"))
     links.new(_socket(rot, "Attribute", True), _socket(inst, "Rotation"))
     links.new(_socket(mul, "Vector", True), _socket(inst, "Scale"))
     geometry = _socket(inst, "Instances", True)
@@ -142,12 +145,20 @@ def display_node_group():
     # ellipsoids: a cube (half-size 1) per point, rotated and scaled by std devs x Size
     cube = nodes.new("GeometryNodeMeshCube")
     cube.inputs["Size"].default_value = (2.0, 2.0, 2.0)
-    boxes = _instances(group, gin, cube, "sb_rotation", "sb_scale", 0.0)
+    boxes = _instances(group, gin, _socket(cube, "Mesh", True), "sb_rotation", "sb_scale", 0.0)
     # cards: a square (half-size 1, normal +z) per point, facing the baked camera
     square = nodes.new("GeometryNodeMeshGrid")
     square.inputs["Size X"].default_value = square.inputs["Size Y"].default_value = 2.0
     square.inputs["Vertices X"].default_value = square.inputs["Vertices Y"].default_value = 2
-    cards = _instances(group, gin, square, "sb_card_rotation", "sb_card_scale", 1.0)
+    uv = nodes.new("GeometryNodeStoreNamedAttribute")
+    uv.data_type, uv.domain = "FLOAT_VECTOR", "POINT"
+    uv.inputs["Name"].default_value = "sb_uv"
+    links.new(_socket(square, "Mesh", True), _socket(uv, "Geometry"))
+    links.new(_socket(nodes.new("GeometryNodeInputPosition"), "Position", True), _socket(uv, "Value"))
+    cards = _instances(group, gin, _socket(uv, "Geometry", True), "sb_card_rotation", "sb_card_scale", 1.0)
+    realize = nodes.new("GeometryNodeRealizeInstances")
+    links.new(cards, _socket(realize, "Geometry"))
+    cards = _switch(group, _socket(gin, "Realize", True), cards, _socket(realize, "Geometry", True))
     gaussians = _switch(group, _socket(gin, "Cards", True), boxes, cards)
 
     # points: one point per splat, radius = mean scale x Size / 3
@@ -232,13 +243,16 @@ def _gaussian_alpha(s: _Shader):
     +-Size std devs; |Q|^2 = |P|^2 - (P.D)^2 / D.D for the point P and the ray direction D there."""
     geo = s.node("ShaderNodeNewGeometry")
     p = s.to_object(geo.outputs["Position"], "POINT")
-    flat = s.attribute("sb_flat", "Fac")  # cards: the card's own plane, d^2 = (x^2 + y^2) Size^2
-    ray = s.vmath("SCALE", s.to_object(geo.outputs["Incoming"], "VECTOR"), s.math("SUBTRACT", 1.0, flat))
-    d = s.vmath("ADD", ray, s.vmath("SCALE", s.vector((0.0, 0.0, 1.0)), flat))
+    d = s.to_object(geo.outputs["Incoming"], "VECTOR")
     pd = s.vmath("DOT_PRODUCT", p, d)
     dd = s.vmath("DOT_PRODUCT", d, d)
     pp = s.vmath("DOT_PRODUCT", p, p)
-    q2 = s.math("MAXIMUM", s.math("SUBTRACT", pp, s.math("DIVIDE", s.math("MULTIPLY", pd, pd), dd)), 0.0)
+    box = s.math("MAXIMUM", s.math("SUBTRACT", pp, s.math("DIVIDE", s.math("MULTIPLY", pd, pd), dd)), 0.0)
+    # cards: the point's coordinates on its own card (sb_uv, +-1 at the edges; also once realized)
+    uv = s.node("ShaderNodeAttribute", attribute_type="GEOMETRY", attribute_name="sb_uv").outputs["Vector"]
+    card = s.vmath("DOT_PRODUCT", uv, uv)
+    flat = s.attribute("sb_flat", "Fac")
+    q2 = s.math("ADD", s.math("MULTIPLY", box, s.math("SUBTRACT", 1.0, flat)), s.math("MULTIPLY", card, flat))
     size = s.attribute("sb_size", "Fac")
     d2 = s.math("MULTIPLY", q2, s.math("MULTIPLY", size, size))
     gauss = s.math("EXPONENT", s.math("MULTIPLY", d2, -0.5))
@@ -334,14 +348,16 @@ def _set_input(obj, name: str, value) -> None:
 
 def bake_for_camera(obj, arrays, scene, cam_obj) -> None:
     """Show a splat object as `cam_obj` sees it: SH colour toward the camera and the camera-facing cards
-    (the renderer's projected footprints, see `attributes.card_attributes`) switched on. `cam_obj` None:
-    DC colours and the view-independent ellipsoids again."""
+    (the renderer's projected footprints, see `attributes.card_attributes`) switched on, as one mesh when
+    the scene renders with Cycles (faster there). `cam_obj` None: DC colours and the view-independent
+    boxes again."""
     from .splats import write_display_attributes
 
     ensure_display(obj)
     view = local_view(scene, obj, cam_obj) if cam_obj is not None else None
     write_display_attributes(obj.data, arrays, view)
     _set_input(obj, "Cards", view is not None)
+    _set_input(obj, "Realize", scene.render.engine == "CYCLES")  # EEVEE sorts instances, not triangles
     obj["splatbrush_display_camera"] = cam_obj.name if cam_obj is not None else ""
     obj.data.update()
 

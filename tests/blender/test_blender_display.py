@@ -132,6 +132,7 @@ def splat_scene(addon, fresh_scene):
     cam.location = Vector((0.35, -1.1, 0.5))
     cam.rotation_euler = (Vector((0, 0, 0)) - cam.location).to_track_quat("-Z", "Y").to_euler()
     scene.camera = cam
+    scene.render.engine = "CYCLES"  # the bake makes the cards one mesh for Cycles
     scene.render.resolution_x = scene.render.resolution_y = SIZE
     scene.render.resolution_percentage = 100
     world = scene.world or bpy.data.worlds.new("World")
@@ -157,6 +158,9 @@ def test_cycles_render_matches_the_3dgs_formula(addon, splat_scene, out_dir, dis
     before = {a.name: a.data_type for a in obj.data.attributes}
     importlib.import_module(addon + ".display").setup_scene_for_splats(scene, display_space=display_space)
     assert scene.view_settings.view_transform == ("Raw" if display_space else "Standard")
+    mod = obj.modifiers[sys.modules[addon + ".splats"].MODIFIER]
+    inputs = {i.name: i.identifier for i in mod.node_group.interface.items_tree if i.in_out == "INPUT"}
+    assert mod[inputs["Cards"]] and mod[inputs["Realize"]]
     tag = "raw" if display_space else "standard"
     got = render_cycles(scene, out_dir / f"display_{tag}_{bpy.app.version_string[:3]}.png")
     exact = psnr(got, reference_render(arrays, cv))
