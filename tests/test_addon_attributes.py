@@ -181,3 +181,17 @@ def test_bad_views_are_refused_naming_the_value():
         A.card_attributes(arrays, {**view, "fx": -1.0})
     with pytest.raises(ValueError, match="lacks world_to_camera"):
         A.card_attributes(arrays, {k: v for k, v in view.items() if k != "world_to_camera"})
+
+
+def test_extent_is_where_the_splat_alpha_falls_to_1_over_255():
+    arrays = random_arrays(n=5, degree=0, extras=())
+    arrays.opacity_logits = np.array([-8.0, -3.0, 0.0, 2.0, 9.0], np.float32)
+    shown = A.display_attributes(arrays)
+    opacity = shown["sb_alpha"].astype(float)
+    extent = shown["sb_extent"].astype(float)
+    faint = opacity < 1 / 255  # never drawn: no extent
+    assert faint[0] and extent[0] == 0.0
+    np.testing.assert_allclose(opacity[~faint] * np.exp(-0.5 * extent[~faint] ** 2), 1 / 255, rtol=1e-5)
+    np.testing.assert_allclose(
+        shown["sb_color_display"], np.clip(0.5 + A.SH_C0 * arrays.sh[:, 0], 0, 1), atol=1e-6
+    )
