@@ -225,3 +225,31 @@ def test_painterly_resume_keeps_the_painted_targets(style, tmp_path):
     resumed = stylize(scene, style, config=cfg, checkpoint_dir=tmp_path)
     assert resumed.report["resumed_from"] == part.steps_done
     assert torch.equal(resumed.scene.sh, full.scene.sh)
+
+
+def test_structure_hinge_is_the_metric_ssim_and_pushes_only_below_its_floor(nets, style):
+    """masked_luminance_ssim equals engine.metrics' luminance SSIM; the hinge is 0 above the floor and below
+    it a gradient step on the render raises the SSIM; weight 0 paints no targets (only the hinge runs)."""
+    from engine.guidance.magenta import masked_luminance_ssim
+    from engine.metrics.colour import luminance_ssim
+
+    g = torch.Generator().manual_seed(3)
+    original = torch.rand(1, 3, 32, 40, generator=g)
+    render = (0.5 * original + 0.5 * torch.rand(1, 3, 32, 40, generator=g)).requires_grad_(True)
+    mask = _mask()
+    ssim = masked_luminance_ssim(render, original, mask)
+    assert abs(ssim.item() - luminance_ssim(render.detach(), original, mask)) < 1e-5
+
+    def hinge(floor):
+        guide = _guidance(nets, style, weight=0.0, ssim_floor=floor, ssim_weight=2.0)
+        batch = _batch(render, original, mask, 0, [0])
+        return guide, guide(batch)
+
+    guide, terms = hinge(ssim.item() - 0.05)
+    assert set(terms) == {"magenta_structure"} and float(terms["magenta_structure"]) == 0.0
+    assert guide.targets == {} and guide.refreshes == 0
+    _, terms = hinge(min(1.0, ssim.item() + 0.2))
+    assert float(terms["magenta_structure"]) == pytest.approx(2.0 * 0.2, rel=1e-4)
+    (grad,) = torch.autograd.grad(terms["magenta_structure"], render)
+    stepped = (render - 0.5 * grad / grad.abs().max()).clamp(0, 1)
+    assert masked_luminance_ssim(stepped, original, mask).item() > ssim.item()

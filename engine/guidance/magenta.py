@@ -53,6 +53,11 @@ class MagentaGuidanceConfig:
     of the render and of the original: the shading's shape stays, the painting sets tone and contrast."""
     content_blur: float = 1.0
     """Gaussian blur sigma (pixels) of both luminances in the content term."""
+    ssim_floor: float = 0.0
+    """Structure floor: the masked luminance SSIM of the render against the original (the metric of
+    `splatbrush evaluate`) may not fall below this; 0 = off. A hinge, so it costs nothing above the floor."""
+    ssim_weight: float = 2.0
+    """Weight of the structure hinge, relu(ssim_floor - SSIM)."""
     feature_weight: float = 0.0
     """Weight of the masked mean/std of the predictor's MobileNet features against the painting's."""
     vector_weight: float = 0.0
@@ -119,6 +124,17 @@ def _standardized(lum: Tensor, w: Tensor) -> Tensor:
     mean = (lum * w).sum(dim=(2, 3), keepdim=True) / n
     var = (((lum - mean) ** 2) * w).sum(dim=(2, 3), keepdim=True) / n
     return (lum - mean) / (var + 1e-4).sqrt()
+
+
+def masked_luminance_ssim(a: Tensor, b: Tensor, mask: Tensor) -> Tensor:
+    """Differentiable mean SSIM of CIELAB lightness of a, b [B, 3, H, W] over the pixels of mask [B, 1, H, W]
+    above 0.5: the luminance SSIM of `engine.metrics` (same window and constants), as a loss input."""
+    from ..metrics.colour import _ssim_map
+    from .weightfree import srgb_to_lab
+
+    la, lb = srgb_to_lab(a)[:, :1] / 100.0, srgb_to_lab(b)[:, :1] / 100.0
+    sel = (mask > 0.5).to(a.dtype)
+    return (_ssim_map(la, lb) * sel).sum() / sel.sum().clamp_min(1.0)
 
 
 class MagentaGuidance(ModelGuidance):
@@ -227,6 +243,9 @@ class MagentaGuidance(ModelGuidance):
             lb = _standardized(gaussian_blur(luminance(batch.originals) * w, self.cfg.content_blur), w)
             content = (((la - lb) ** 2) * w).sum() / w.sum().clamp_min(1)
             terms["magenta_content"] = self.cfg.content_weight * content
+        if self.cfg.ssim_floor > 0:
+            ssim = masked_luminance_ssim(batch.images, batch.originals, w)
+            terms["magenta_structure"] = self.cfg.ssim_weight * F.relu(self.cfg.ssim_floor - ssim)
         if self.cfg.feature_weight > 0 or self.cfg.vector_weight > 0:
             terms.update(self._network_terms(batch, ids))
         return terms
