@@ -212,6 +212,8 @@ def main() -> int:
     for engine, samples in renders:
         if engine.startswith("BLENDER_EEVEE") and bpy.app.version >= (5, 0, 0):
             engine = "BLENDER_EEVEE"
+        if engine != "CYCLES":  # EEVEE sorts instances, not the triangles of one mesh: as the bake sets it
+            importlib.import_module(splats.__package__ + ".display")._set_input(obj, "Realize", False)
         t0 = time.perf_counter()
         try:
             img = render_still(scene, OUT / f"{args.tag}_{engine.lower()}_{bpy.app.version_string[:3]}.png",
