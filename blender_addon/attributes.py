@@ -10,7 +10,7 @@ parameter is a FLOAT point attribute named as in the INRIA .ply file, so that ex
     rot_0..3                       quaternion w, x, y, z (not normalised: kept as stored)
     extra_<name>                   other per-point properties the file carried (e.g. nx, ny, nz)
 
-The display attributes (`sb_color`, `sb_alpha`, `sb_scale`, `sb_rotation`) are derived, never exported.
+The display attributes (`sb_*`, `DISPLAY_ATTRIBUTES`; some baked for one camera) are derived, never exported.
 """
 
 from __future__ import annotations
