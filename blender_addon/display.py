@@ -26,6 +26,8 @@ import math
 import bpy
 import numpy as np
 
+from . import compat
+
 NODE_GROUP = "Splatbrush Display"
 MATERIAL = "Splatbrush Splat"
 MODIFIER = "Splatbrush Display"
@@ -308,9 +310,11 @@ def ensure_display(obj, points: bool | None = None, size: float | None = None) -
         if getattr(item, "in_out", "") != "INPUT":
             continue
         if item.name == "Points" and points is not None:
-            mod[item.identifier] = bool(points)
-        elif item.name == "Size" and (size is not None or item.identifier not in mod.keys()):
-            mod[item.identifier] = float(SIZE_DEFAULT if size is None else size)
+            compat.set_modifier_input(mod, item.identifier, bool(points))
+        elif item.name == "Size" and (
+            size is not None or not compat.has_modifier_input(mod, item.identifier)
+        ):
+            compat.set_modifier_input(mod, item.identifier, float(SIZE_DEFAULT if size is None else size))
     material = display_material()
     mats = obj.data.materials
     for i, m in enumerate(mats):
@@ -343,7 +347,7 @@ def _set_input(obj, name: str, value) -> None:
         return
     for item in mod.node_group.interface.items_tree:
         if getattr(item, "in_out", "") == "INPUT" and item.name == name:
-            mod[item.identifier] = value
+            compat.set_modifier_input(mod, item.identifier, value)
 
 
 def bake_for_camera(obj, arrays, scene, cam_obj) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import engine_link, splats
+from . import compat, engine_link, splats
 
 
 class SPLATBRUSH_PT_main(bpy.types.Panel):
@@ -33,7 +33,7 @@ class SPLATBRUSH_PT_main(bpy.types.Panel):
             if mod is not None and mod.node_group is not None:
                 for item in mod.node_group.interface.items_tree:
                     if getattr(item, "in_out", "") == "INPUT" and item.name in ("Size", "Points"):
-                        box.prop(mod, f'["{item.identifier}"]', text=item.name)
+                        compat.draw_modifier_input(box, mod, item.identifier, item.name)
         else:
             box.label(text=f"{obj.name}: mesh, sampled on its surface", icon="MESH_DATA")
             box.prop(settings, "mesh_samples")

@@ -70,6 +70,9 @@ def reset_scene() -> None:
                 group.property_unset(prop.identifier)
     scene.view_settings.view_transform = "AgX" if bpy.app.version >= (4, 0, 0) else "Filmic"
     scene.camera = None
+    scene.render.film_transparent = False
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGBA"  # a test that saved RGB would hide the next one's alpha
 
 
 @pytest.fixture

@@ -300,7 +300,7 @@ class _Layout:
             assert key in data.keys(), f"{data!r} has no custom property {key}"
         else:
             assert name in data.bl_rna.properties, f"{data!r} has no property {name}"
-        self.log.append(("prop", key))
+        self.log.append(("prop", key, kwargs.get("text")))
 
     def operator(self, idname, **kwargs):
         self.log.append(("operator", idname))
@@ -329,13 +329,14 @@ def test_sidebar_panel_draws_for_splats_and_meshes(addon, fresh_scene, shared_da
         log = []
         panel = type("P", (), {"layout": _Layout(log)})()
         panel_cls.draw(panel, bpy.context)
-        ops = [name for kind, name in log if kind == "operator"]
+        ops = [entry[1] for entry in log if entry[0] == "operator"]
         assert "splatbrush.stylize" in ops and "splatbrush.import_gaussians" in ops
         for idname in ops:
             assert operator_exists(idname), idname
-        props = [name for kind, name in log if kind == "prop"]
+        props = [entry[1] for entry in log if entry[0] == "prop"]
         assert "style_image" in props and "preset" in props
         if make == "splats":
-            assert any(kind == "prop" and name.startswith("Socket") for kind, name in log)  # Size / Points
+            drawn = {entry[2] for entry in log if entry[0] == "prop"}  # the modifier's inputs, any version
+            assert {"Size", "Points"} <= drawn
         if make == "mesh":
             assert "mesh_samples" in props

@@ -174,6 +174,7 @@ def test_blender_renders_the_native_object(addon, native, shared_data, tmp_path)
     scene.render.engine = "CYCLES"
     scene.cycles.device, scene.cycles.samples, scene.cycles.use_denoising = "CPU", 4, False
     scene.render.film_transparent = True
+    scene.render.image_settings.file_format, scene.render.image_settings.color_mode = "PNG", "RGBA"
     scene.view_settings.view_transform = "Standard"
 
     def render(name):
