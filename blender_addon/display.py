@@ -77,7 +77,7 @@ def _group_interface(group) -> None:
     points.description = "Light display for huge scenes: one point per splat"
     cards = iface.new_socket("Cards", in_out="INPUT", socket_type="NodeSocketBool")
     cards.description = (
-        "Camera-facing cards baked for one camera (exact for it; 'Standard View for Splats' bakes them for "
+        "Camera-facing cards baked for one camera (exact for it; 'Splat View for Camera' bakes them for "
         "the scene camera); off: ellipsoids that look right from every side"
     )
     realize = iface.new_socket("Realize", in_out="INPUT", socket_type="NodeSocketBool")

@@ -250,11 +250,12 @@ class SPLATBRUSH_OT_show_preview(bpy.types.Operator):
 
 
 class SPLATBRUSH_OT_setup_view(bpy.types.Operator):
-    """Show splat colours as the engine renders them: view transform Standard (AgX and Filmic shift and wash
-    out colours), no look, exposure 0, gamma 1; and enough Cycles transparent bounces for splats"""
+    """Show splats as the engine renders them from the scene camera: view transform Raw (the colours blend as
+    in 3DGS; AgX and Filmic shift and wash them out), enough Cycles transparent bounces, SH colours and
+    camera-facing footprints baked for the scene camera (press again after moving the camera)"""
 
     bl_idname = "splatbrush.setup_view"
-    bl_label = "Standard View for Splats"
+    bl_label = "Splat View for Camera"
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):

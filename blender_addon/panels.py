@@ -43,7 +43,7 @@ class SPLATBRUSH_PT_main(bpy.types.Panel):
             row.label(
                 text=f"View: {context.scene.view_settings.view_transform} shifts splat colours", icon="ERROR"
             )
-            row.operator("splatbrush.setup_view", text="Standard")
+            row.operator("splatbrush.setup_view", text="Splat View")
 
         col = layout.column()
         col.prop(settings, "style_image")
