@@ -13,77 +13,15 @@ and a 0.01 px filter, PSNR of the 8-bit images. Images land in out/blender_nativ
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from blender_common import engine_render, look_at_camera, psnr, render_still, setup_world_black
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "out" / "blender_native"
-ENGINE_PYTHON = REPO / ".venv" / "bin" / "python"
-ENGINE_RENDER = """
-import json, sys
-import numpy as np
-from engine import load_scene, render
-from engine.cameras.camera import Camera
-scene = load_scene(sys.argv[1])
-cam = Camera.from_dict(json.load(open(sys.argv[2])))
-img = render(scene, cam, background=(0.0, 0.0, 0.0)).image.detach().cpu().numpy()
-np.save(sys.argv[3], np.clip(img, 0, 1))
-"""
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
-
-
-def setup(scene, target, offset, size: int):
-    import bpy
-    from mathutils import Vector
-
-    cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-    scene.collection.objects.link(cam)
-    cam.location = Vector(target) + Vector(offset)
-    cam.rotation_euler = (Vector(target) - cam.location).to_track_quat("-Z", "Y").to_euler()
-    scene.camera = cam
-    scene.render.resolution_x = scene.render.resolution_y = size
-    scene.render.resolution_percentage = 100
-    scene.view_settings.view_transform = "Standard"
-    world = scene.world or bpy.data.worlds.new("World")
-    scene.world = world
-    world.color = (0.0, 0.0, 0.0)
-    for node in world.node_tree.nodes if world.node_tree is not None else []:
-        if node.type == "BACKGROUND":
-            node.inputs["Strength"].default_value = 0.0
-    bpy.context.view_layer.update()
-    return cam
-
-
-def render_still(scene, path: Path, engine: str, samples: int) -> np.ndarray:
-    import bpy
-
-    scene.render.engine = engine
-    if engine == "CYCLES":
-        scene.cycles.device, scene.cycles.samples, scene.cycles.use_denoising = "CPU", samples, False
-        scene.cycles.filter_width = 0.01
-    elif engine == "BLENDER_EEVEE":
-        scene.eevee.taa_render_samples = samples
-    scene.render.film_transparent = False
-    scene.render.image_settings.file_format = "PNG"
-    scene.render.image_settings.color_mode = "RGB"
-    scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
-    image = bpy.data.images.load(str(path))
-    w, h = image.size
-    px = np.empty(w * h * 4, dtype=np.float32)
-    image.pixels.foreach_get(px)
-    bpy.data.images.remove(image)
-    return px.reshape(h, w, 4)[::-1, :, :3]
 
 
 def main() -> int:
@@ -122,7 +60,9 @@ def main() -> int:
         bpy.context, arrays, args.scene.stem, collection=scene.collection
     )
     t_import = time.perf_counter() - t0
-    cam = setup(scene, arrays.means.mean(0).tolist(), args.offset, args.size)
+    cam = look_at_camera(scene, arrays.means.mean(0).tolist(), args.offset, args.size)
+    scene.view_settings.view_transform = "Standard"
+    setup_world_black(scene)
     print(f"Blender {bpy.app.version_string}; {arrays.num_gaussians:,} splats (SH {arrays.sh_degree}); "
           f"native point cloud made in {t_import:.2f} s")  # fmt: skip
     bcam = BlenderCamera(
@@ -134,11 +74,7 @@ def main() -> int:
         native_splats.bake_native_for_view(obj, arrays, bcam.to_opencv(), args.blur, raw_view=args.raw)
         print(f"baked a {args.blur} px^2 blur toward the camera in {time.perf_counter() - t0:.2f} s "
               f"(view transform {scene.view_settings.view_transform})")  # fmt: skip
-    cam_path, npy = OUT / f"camera_{args.size}.json", OUT / f"engine_{args.size}.npy"
-    cam_path.write_text(json.dumps(bcam.to_opencv()))
-    subprocess.run([str(ENGINE_PYTHON), "-c", ENGINE_RENDER, str(args.scene), str(cam_path), str(npy)],
-                   check=True, cwd=REPO)  # fmt: skip
-    reference = np.round(np.load(npy) * 255) / 255
+    reference = engine_render(args.scene, bcam.to_opencv(), OUT / f"engine_{args.size}")
     for engine in args.engines:
         t0 = time.perf_counter()
         try:
