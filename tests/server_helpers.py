@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -95,3 +96,30 @@ def start_engine_process(state_dir: Path, port: int, *extra: str) -> subprocess.
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("engine did not answer within 60 s")
+
+
+@contextlib.contextmanager
+def pinging(engine, every_s: float = 0.005):
+    """Another client pings `engine` (a ThreadedEngine) in a thread while the block runs; yields the list of
+    round-trip times in seconds, filled as they come (the first ping, which connects, is not counted)."""
+    lat: list[float] = []
+    stop = threading.Event()
+
+    def run():
+        with engine.client() as c:
+            c.ping()
+            while not stop.is_set():
+                t = time.perf_counter()
+                c.ping()
+                lat.append(time.perf_counter() - t)
+                time.sleep(every_s)
+
+    th = threading.Thread(target=run)
+    th.start()
+    time.sleep(0.3)
+    try:
+        yield lat
+        time.sleep(0.1)
+    finally:
+        stop.set()
+        th.join(30)

@@ -4,13 +4,12 @@ quickly while a big submit is decoded and stored (IO threads, not the loop)."""
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 
 import numpy as np
 import zmq
-from server_helpers import STYLE, ThreadedEngine, make_arrays
+from server_helpers import STYLE, ThreadedEngine, make_arrays, pinging
 
 from engine.server import SyntheticRunner
 from engine.server.outbox import Outbox
@@ -94,30 +93,12 @@ def test_a_client_that_reads_nothing_gets_busy_not_unbounded_memory(tmp_path):
 def test_pings_are_answered_during_a_big_submit(tmp_path):
     e = ThreadedEngine(tmp_path / "s", SyntheticRunner(step_s=0.001))
     g = make_arrays(600_000, 16)  # 140 MB on the wire
-    lat: list[float] = []
-    stop = threading.Event()
-
-    def pinger():
-        with e.client() as c:
-            c.ping()
-            while not stop.is_set():
-                t = time.perf_counter()
-                c.ping()
-                lat.append(time.perf_counter() - t)
-                time.sleep(0.005)
-
-    th = threading.Thread(target=pinger)
     try:
-        th.start()
-        time.sleep(0.3)
-        with e.client(timeout=60) as c:
+        with pinging(e) as lat, e.client(timeout=60) as c:
             job = c.submit(g, STYLE, settings={"steps": 1})
             job.wait(timeout=60)
             assert job.result().num_gaussians == 600_000
-        time.sleep(0.1)
     finally:
-        stop.set()
-        th.join(30)
         e.stop()
     print(f"{len(lat)} pings, max {max(lat) * 1000:.0f} ms, median {np.median(lat) * 1000:.1f} ms")
     assert len(lat) > 20

@@ -16,7 +16,7 @@ import uuid
 import numpy as np
 import pytest
 import zmq
-from server_helpers import STYLE, ThreadedEngine, free_port, make_arrays, start_engine_process
+from server_helpers import STYLE, ThreadedEngine, free_port, make_arrays, pinging, start_engine_process
 
 from engine.server import SyntheticRunner
 from shared_protocol import transfer as T
@@ -152,23 +152,8 @@ def test_a_1m_gaussian_scene_goes_up_and_comes_back_bit_exact_in_chunks(tmp_path
 
     e.server._transfer = spy
     g = make_arrays(1_000_000, 16)
-    lat: list[float] = []
-    stop = threading.Event()
-
-    def pinger():
-        with e.client() as c:
-            c.ping()
-            while not stop.is_set():
-                t = time.perf_counter()
-                c.ping()
-                lat.append(time.perf_counter() - t)
-                time.sleep(0.005)
-
-    th = threading.Thread(target=pinger)
     try:
-        th.start()
-        time.sleep(0.3)
-        with e.client(timeout=60) as c:
+        with pinging(e) as lat, e.client(timeout=60) as c:
             job = c.submit(g, STYLE, settings={"steps": 1})
             stored = e.server.store.inputs(job.id)[0]
             assert _same(stored, g) and stored.extra == {}
@@ -176,10 +161,7 @@ def test_a_1m_gaussian_scene_goes_up_and_comes_back_bit_exact_in_chunks(tmp_path
             result = job.result()
             assert _same(result, e.server.store.output(job.id)[0])
             assert job.report == e.server.store.output(job.id)[1]
-        time.sleep(0.1)
     finally:
-        stop.set()
-        th.join(30)
         e.stop()
     kinds = {k for k, _ in seen}
     assert {"upload_begin", "upload_chunk", "submit", "result_begin", "result_chunk"} <= kinds
