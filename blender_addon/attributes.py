@@ -190,6 +190,22 @@ def _camera_frame(view: dict):
     return w2c, fx, fy, float(view["cx"]), float(view["cy"]), int(view["width"]), int(view["height"])
 
 
+FOREACH_KEY = {"FLOAT": "value", "FLOAT_VECTOR": "vector", "QUATERNION": "value", "FLOAT4": "vector"}
+"""The foreach_get/foreach_set key of each point attribute type the add-on stores."""
+
+
+def set_point_attribute(data, name: str, kind: str, values: np.ndarray) -> None:
+    """Write `values` to the POINT attribute `name` of type `kind` on a mesh or point cloud (`data`: anything
+    with Blender's `.attributes`), replacing one of another type or domain; no per-point Python loop."""
+    attr = data.attributes.get(name)
+    if attr is not None and (attr.data_type != kind or attr.domain != "POINT"):
+        data.attributes.remove(attr)
+        attr = None
+    if attr is None:
+        attr = data.attributes.new(name, kind, "POINT")
+    attr.data.foreach_set(FOREACH_KEY[kind], np.ascontiguousarray(values, dtype=np.float32).ravel())
+
+
 def quat_to_matrix(quats: np.ndarray) -> np.ndarray:
     """[N, 4] wxyz (any norm; zero -> identity) -> [N, 3, 3] rotation matrices."""
     q = np.asarray(quats, dtype=np.float64)

@@ -84,7 +84,6 @@ def arrays_from_native(positions: np.ndarray, values: dict[str, np.ndarray], ext
 
 # --------------------------------------------------------------------------------------------- bpy side
 WIDTH = {"FLOAT": 1, "FLOAT_VECTOR": 3, "QUATERNION": 4, "FLOAT4": 4, "FLOAT_COLOR": 4}
-_KEY = {"FLOAT": "value", "FLOAT_VECTOR": "vector", "QUATERNION": "value", "FLOAT4": "vector"}
 
 
 def supported() -> bool:
@@ -101,16 +100,6 @@ def is_native_splat_object(obj) -> bool:
     return getattr(obj.data, "type", "") == NATIVE_TYPE
 
 
-def _set(pointcloud, name: str, kind: str, values: np.ndarray) -> None:
-    attr = pointcloud.attributes.get(name)
-    if attr is not None and (attr.data_type != kind or attr.domain != "POINT"):
-        pointcloud.attributes.remove(attr)
-        attr = None
-    if attr is None:
-        attr = pointcloud.attributes.new(name, kind, "POINT")
-    attr.data.foreach_set(_KEY[kind], np.ascontiguousarray(values, dtype=np.float32).ravel())
-
-
 def write_native(pointcloud, arrays) -> None:
     """Store `arrays` on a point cloud: positions, the raw INRIA attributes, the native display ones."""
     arrays.check()
@@ -118,13 +107,13 @@ def write_native(pointcloud, arrays) -> None:
     if len(pointcloud.points) != n:
         pointcloud.resize(n)
     means, raw = A.pack(arrays)
-    _set(pointcloud, "position", "FLOAT_VECTOR", means)
+    A.set_point_attribute(pointcloud, "position", "FLOAT_VECTOR", means)
     for name in [a.name for a in pointcloud.attributes if a.name.startswith(SH_PREFIX)]:
         pointcloud.attributes.remove(pointcloud.attributes[name])  # a lower SH degree than before
     for name, values in raw.items():
-        _set(pointcloud, name, "FLOAT", values)
+        A.set_point_attribute(pointcloud, name, "FLOAT", values)
     for name, (kind, values) in native_attributes(arrays).items():
-        _set(pointcloud, name, kind, values)
+        A.set_point_attribute(pointcloud, name, kind, values)
     pointcloud.type = NATIVE_TYPE
     pointcloud.update_tag()
 
@@ -157,10 +146,10 @@ def arrays_from_native_object(obj):
     values: dict[str, np.ndarray] = {}
     for attr in pointcloud.attributes:
         width = WIDTH.get(attr.data_type)
-        if attr.domain != "POINT" or attr.data_type not in _KEY or width is None:
+        if attr.domain != "POINT" or attr.data_type not in A.FOREACH_KEY or width is None:
             continue
         buf = np.empty(n * width, dtype=np.float32)
-        attr.data.foreach_get(_KEY[attr.data_type], buf)
+        attr.data.foreach_get(A.FOREACH_KEY[attr.data_type], buf)
         values[attr.name] = buf if width == 1 else buf.reshape(n, width)
     positions = values.pop("position")
     meta = obj.get(PROP, {})
@@ -209,14 +198,7 @@ def blurred_native(arrays, view: dict, blur_px: float = 0.3) -> dict[str, np.nda
     focal = 0.5 * (float(view["fx"]) + float(view["fy"]))
     depth = np.asarray(arrays.means, dtype=np.float64) @ w2c[2, :3] + w2c[2, 3]
     extra = blur_px * (np.maximum(depth, 1e-6) / focal) ** 2
-    q = np.asarray(arrays.quats, dtype=np.float64)
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-30)
-    w, x, y, z = q.T
-    r = np.stack(
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-         2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=1,
-    ).reshape(-1, 3, 3)  # fmt: skip
+    r = A.quat_to_matrix(arrays.quats)  # [N, 3, 3]
     var = np.exp(2.0 * np.asarray(arrays.log_scales, dtype=np.float64))
     cov = (r * var[:, None, :]) @ np.transpose(r, (0, 2, 1)) + extra[:, None, None] * np.eye(3)
     evals, evecs = np.linalg.eigh(cov)
@@ -249,11 +231,11 @@ def bake_native_for_view(obj, arrays, view: dict, blur_px: float = 0.3, raw_view
     import bpy
 
     for name, values in blurred_native(arrays, view, blur_px).items():
-        _set(obj.data, name, "FLOAT_VECTOR" if name == "scale" else "QUATERNION", values)
+        A.set_point_attribute(obj.data, name, "FLOAT_VECTOR" if name == "scale" else "QUATERNION", values)
     if raw_view:
-        _set(obj.data, BASE, "FLOAT4", raw_view_base(arrays))
+        A.set_point_attribute(obj.data, BASE, "FLOAT4", raw_view_base(arrays))
         zeros = np.zeros((arrays.num_gaussians, 3), dtype=np.float32)
         for k in range(arrays.sh.shape[1] - 1):
-            _set(obj.data, f"{SH_PREFIX}{k}", "FLOAT_VECTOR", zeros)
+            A.set_point_attribute(obj.data, f"{SH_PREFIX}{k}", "FLOAT_VECTOR", zeros)
         bpy.context.scene.view_settings.view_transform = "Raw"
     obj.data.update_tag()

@@ -34,21 +34,10 @@ def is_splat_object(obj) -> bool:
 
 
 # ------------------------------------------------------------------------------------------- numpy <-> mesh
-def _set_attribute(mesh, name: str, values: np.ndarray, data_type: str) -> None:
-    attr = mesh.attributes.get(name)
-    if attr is not None and (attr.data_type != data_type or attr.domain != "POINT"):
-        mesh.attributes.remove(attr)
-        attr = None
-    if attr is None:
-        attr = mesh.attributes.new(name, data_type, "POINT")
-    key = "value" if data_type == "FLOAT" else "vector"
-    attr.data.foreach_set(key, np.ascontiguousarray(values, dtype=np.float32).ravel())
-
-
 def write_display_attributes(mesh, arrays, view=None) -> None:
     """The derived sb_* attributes (see `attributes.display_attributes`; `view`: a camera to bake toward)."""
     for name, values in A.display_attributes(arrays, view).items():
-        _set_attribute(mesh, name, values, A.DISPLAY_TYPES[name])
+        A.set_point_attribute(mesh, name, A.DISPLAY_TYPES[name], values)
 
 
 def mesh_from_arrays(arrays, name: str):
@@ -59,7 +48,7 @@ def mesh_from_arrays(arrays, name: str):
     mesh.vertices.add(arrays.num_gaussians)
     mesh.vertices.foreach_set("co", means.ravel())
     for attr_name, values in attrs.items():
-        _set_attribute(mesh, attr_name, values, "FLOAT")
+        A.set_point_attribute(mesh, attr_name, "FLOAT", values)
     write_display_attributes(mesh, arrays)
     mesh.update()
     return mesh
@@ -115,7 +104,7 @@ def update_colours(obj, arrays) -> None:
     _, attrs = A.pack(arrays)
     for attr_name, values in attrs.items():
         if attr_name.startswith("f_"):
-            _set_attribute(mesh, attr_name, values, "FLOAT")
+            A.set_point_attribute(mesh, attr_name, "FLOAT", values)
     write_display_attributes(mesh, arrays)
     mesh.update()
     cam = bpy.data.objects.get(obj.get("splatbrush_display_camera", "") or "")

@@ -127,3 +127,19 @@ def wait_until():
         pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
     return wait
+
+
+def render_pixels(scene, path: Path):
+    """Render `scene` to the image file `path` (its current render settings) and read it back: float32
+    [H, W, 4] in Blender's order (row 0 at the bottom), the loaded image removed again."""
+    import bpy
+    import numpy as np
+
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+    image = bpy.data.images.load(str(path))
+    w, h = image.size
+    px = np.empty(w * h * 4, dtype=np.float32)
+    image.pixels.foreach_get(px)
+    bpy.data.images.remove(image)
+    return px.reshape(h, w, 4)

@@ -9,6 +9,8 @@ import time
 import numpy as np
 import pytest
 
+from .conftest import render_pixels
+
 FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
 
 
@@ -141,13 +143,7 @@ def test_render_of_imported_splats_shows_their_colours(addon, fresh_scene, share
     scene.render.film_transparent = True
     scene.view_settings.view_transform = "Standard"  # show the splats' sRGB colours as they are
     path = out_dir / f"donut_render_{bpy.app.version_string.split()[0]}.png"
-    scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
-
-    image = bpy.data.images.load(str(path))
-    px = np.empty(128 * 128 * 4, dtype=np.float32)
-    image.pixels.foreach_get(px)
-    px = px.reshape(128, 128, 4)
+    px = render_pixels(scene, path)
     covered = px[..., 3] > 0.5
     assert 0.1 < covered.mean() < 0.95, covered.mean()  # the donut is there, and framed
     shown = px[covered][:, :3].mean(0)

@@ -12,6 +12,8 @@ import sys
 import numpy as np
 import pytest
 
+from .conftest import render_pixels
+
 C0, C1 = 0.28209479177387814, 0.4886025119029199
 SIZE = 64
 
@@ -99,7 +101,6 @@ def psnr(a, b) -> float:
 
 
 def render_cycles(scene, path, samples: int = 32) -> np.ndarray:
-    import bpy
 
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
@@ -109,13 +110,7 @@ def render_cycles(scene, path, samples: int = 32) -> np.ndarray:
     scene.render.film_transparent = False
     scene.render.image_settings.file_format = "PNG"
     scene.render.image_settings.color_mode = "RGB"
-    scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
-    image = bpy.data.images.load(str(path))
-    px = np.empty(SIZE * SIZE * 4, np.float32)
-    image.pixels.foreach_get(px)
-    bpy.data.images.remove(image)
-    return px.reshape(SIZE, SIZE, 4)[::-1, :, :3]
+    return render_pixels(scene, path)[::-1, :, :3]
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from .conftest import render_pixels
+
 FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
 # Blender's .spz importer turns the file's axes into Blender's: (x, y, z) -> (x, z, -y) (read off bpy 5.3.0)
 SPZ_TO_BLENDER = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=np.float64)
@@ -177,16 +179,7 @@ def test_blender_renders_the_native_object(addon, native, shared_data, tmp_path)
     scene.render.image_settings.file_format, scene.render.image_settings.color_mode = "PNG", "RGBA"
     scene.view_settings.view_transform = "Standard"
 
-    def render(name):
-        scene.render.filepath = str(tmp_path / name)
-        bpy.ops.render.render(write_still=True)
-        image = bpy.data.images.load(scene.render.filepath)
-        px = np.empty(64 * 64 * 4, dtype=np.float32)
-        image.pixels.foreach_get(px)
-        bpy.data.images.remove(image)
-        return px.reshape(64, 64, 4)
-
-    plain = render("native.png")
+    plain = render_pixels(scene, tmp_path / "native.png")
     covered = plain[..., 3] > 0.5
     assert 0.05 < covered.mean() < 0.6, covered.mean()
     assert plain[covered, 0].mean() > plain[covered, 1].mean() + 0.05  # pink, not grey
@@ -200,7 +193,7 @@ def test_blender_renders_the_native_object(addon, native, shared_data, tmp_path)
     )
     arrays = native.arrays_from_native_object(obj)
     native.bake_native_for_view(obj, arrays, cam_settings.to_opencv())
-    baked = render("native_baked.png")
+    baked = render_pixels(scene, tmp_path / "native_baked.png")
     assert np.abs(baked - plain).max() > 0.05
     back = native.arrays_from_native_object(obj)
     assert back.log_scales.tobytes() == arrays.log_scales.tobytes()
@@ -275,13 +268,7 @@ def test_native_render_matches_the_engine_once_baked(addon, native, shared_data,
     reference = np.round(np.load(tmp_path / "e.npy") * 255) / 255
 
     def psnr_of(name):
-        scene.render.filepath = str(tmp_path / name)
-        bpy.ops.render.render(write_still=True)
-        image = bpy.data.images.load(scene.render.filepath)
-        px = np.empty(128 * 128 * 4, dtype=np.float32)
-        image.pixels.foreach_get(px)
-        bpy.data.images.remove(image)
-        img = px.reshape(128, 128, 4)[::-1, :, :3]
+        img = render_pixels(scene, tmp_path / name)[::-1, :, :3]
         return 10 * math.log10(1.0 / float(np.mean((img - reference) ** 2)))
 
     plain = psnr_of("plain.png")
