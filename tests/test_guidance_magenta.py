@@ -15,6 +15,7 @@ from engine.guidance.magenta import (
     crop_square,
     object_box,
     paste_square,
+    pushpull_fill,
 )
 from engine.models.magenta import tiny_magenta
 
@@ -149,7 +150,73 @@ def test_loss_terms_are_masked_and_reach_the_render(nets, style):
     torch.testing.assert_close(terms["magenta"], fit)
 
 
+def test_pushpull_fill_keeps_the_object_and_spreads_its_colours_outward():
+    img, mask = torch.rand(2, 3, 37, 50), _mask(37, 50, (10, 5, 20, 15)).expand(2, 1, -1, -1)
+    filled = pushpull_fill(img, mask)
+    inside = mask[0, 0].bool()
+    assert torch.equal(filled[..., inside], img[..., inside])  # covered pixels keep their colour
+    lo = img[..., inside].amin(-1)[..., None, None]
+    hi = img[..., inside].amax(-1)[..., None, None]
+    assert (filled >= lo - 1e-6).all() and (filled <= hi + 1e-6).all()  # only the object's colours
+    # far from the object: smooth, and near the object's mean colour (not the grey or the old background)
+    far = filled[..., 30:, 40:]
+    assert far.std(dim=(2, 3)).max() < 0.05
+    obj_mean = img[..., inside].mean(-1)
+    assert (far.mean(dim=(2, 3)) - obj_mean).abs().max() < 0.15
+    flat = torch.full((1, 3, 16, 16), 0.3)  # a flat object fills flat
+    torch.testing.assert_close(pushpull_fill(flat, _mask(16, 16, (4, 4, 8, 8))), flat)
+    empty = pushpull_fill(img[:1], torch.zeros(1, 1, 37, 50))  # nothing covered: grey
+    assert torch.allclose(empty, torch.full_like(empty, GREY))
+
+
+def test_fill_background_paints_from_the_objects_colours_only(nets, style):
+    g = _guidance(nets, style, content_size=32, crop_margin=0.0, background="fill")
+    grey = _guidance(nets, style, content_size=32, crop_margin=0.0)
+    img, mask = torch.rand(1, 3, 32, 40), _mask()
+    painted = g.paint(img, mask, g.style_vec)
+    assert not torch.allclose(painted, grey.paint(img, mask, g.style_vec))  # not the grey surround
+    noisy = img.clone()
+    noisy[..., ~mask[0, 0].bool()] = torch.rand_like(noisy[..., ~mask[0, 0].bool()])
+    inside = mask[0, 0].bool()
+    torch.testing.assert_close(g.paint(noisy, mask, g.style_vec)[..., inside], painted[..., inside])
+
+
+def test_style_gain_extrapolates_from_the_views_own_style_past_the_blend(nets, style):
+    from engine.stylize.config import StylizeConfig
+
+    original, mask = torch.rand(1, 3, 32, 40), _mask()
+    vecs = {}
+    for gain in (0.0, 1.0, 2.0):
+        job = StylizeConfig(options={"magenta": {"content_size": 32, "style_gain": gain}})
+        g = MagentaGuidance(job, style, "cpu", models=_ColourVectorNets(nets))
+        g(_batch(original.clone(), original, mask, 0, [0]))
+        vecs[gain] = g.view_vecs[0]
+    torch.testing.assert_close(vecs[1.0], g.style_vec)  # gain 1: the painting's vector
+    own = vecs[0.0]  # gain 0: the view's own
+    assert not torch.allclose(own, vecs[1.0])
+    torch.testing.assert_close(vecs[2.0], own + 2 * (vecs[1.0] - own), atol=1e-6, rtol=1e-5)
+
+
+def test_stats_term_matches_the_renders_mean_and_std_to_the_target(nets, style):
+    g = _guidance(nets, style, content_size=32, stats_weight=3.0)
+    original, mask = torch.rand(1, 3, 32, 40), _mask()
+    images = torch.rand(1, 3, 32, 40, requires_grad=True)
+    terms = g(_batch(images, original, mask, 0, [0]))
+    assert terms["magenta_stats"] > 0
+    terms["magenta_stats"].backward()
+    assert images.grad[..., mask[0, 0] == 0].abs().sum() == 0  # masked like the fit
+    target = g.targets[0]
+    shuffled = target.clone()  # the same pixels of the object in another order: same statistics
+    inside = mask[0, 0].bool()
+    obj = shuffled[..., inside]
+    shuffled[..., inside] = obj[..., torch.randperm(obj.shape[-1])]
+    again = g(_batch(shuffled, original, mask, 1, [0]))
+    assert again["magenta_stats"] < 1e-8 and again["magenta"] > 1e-4
+
+
 def test_bad_options_are_refused(nets, style):
+    with pytest.raises(ValueError, match="background"):
+        _guidance(nets, style, background="black")
     with pytest.raises(ValueError, match="content_size"):
         _guidance(nets, style, content_size=30)
     with pytest.raises(ValueError, match="refresh_every"):

@@ -184,6 +184,32 @@ def test_weightfree_loss_decreases_and_gradients_reach_sh():
     assert last < 0.5 * first
 
 
+def test_colour_ceiling_is_a_hinge_on_the_distance_ratio_to_the_original():
+    from engine.stylize.config import StylizeConfig
+
+    style = _style()
+    img = torch.rand(1, 3, 40, 40)
+    mask = torch.ones(1, 1, 40, 40)
+    info = StepInfo(step=0, total_steps=1, phase="global", mode="global", alpha=0.0, view_ids=[0])
+
+    def terms(ceiling, images, originals):
+        opts = {"color_weight": 1e-3, "texture_weight": 0.0, "content_weight": 0.0, "color_ceiling": ceiling}
+        g = WeightFreeGuidance(StylizeConfig(options={"weightfree": opts}), style, "cpu")
+        return g(GuidanceBatch(images, originals, mask, info))
+
+    assert "color_ceiling" not in terms(0.0, img, img)  # off by default
+    # the render IS the original: ratio 1, above a ceiling of 0.5 -> (1 - 0.25) of the squared distance
+    t = terms(0.5, img, img)
+    torch.testing.assert_close(t["color_ceiling"], 0.75 * t["color"] / 1e-3)
+    # a render already much closer to the style than the original: below the ceiling, the hinge is 0
+    close = torch.from_numpy(style[4:44, 4:44]).permute(2, 0, 1)[None].float() / 255
+    far = torch.zeros(1, 3, 40, 40)
+    assert float(terms(0.9, close, far)["color_ceiling"]) == 0.0
+    moving = close.clone().requires_grad_(True)
+    terms(0.9, moving, moving.detach())["color_ceiling"].backward()  # above it, it pulls the render
+    assert moving.grad.abs().sum() > 0
+
+
 def test_lab_conversion_known_values():
     rgb = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
     lab = srgb_to_lab(rgb)

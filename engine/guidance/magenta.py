@@ -2,10 +2,13 @@
 
 Per view, a 2D-stylized TARGET is made from the view's current render and fitted through the renderer:
 
-    crop     the view cropped tight (square) around the object's mask, background mid grey,
-             resized to `content_size` (the network's 384 px)
-    paint    nets.stylize(crop, s),  s = strength v(painting) + (1 - strength) v(crop of the original)
-             (the predictor's style vectors; strength = StylizeConfig.style_strength)
+    crop     the view cropped tight (square) around the object's mask, background mid grey (or the
+             object's colours spread outward, `background="fill"`), resized to `content_size` (the
+             network's 384 px)
+    paint    nets.stylize(crop, s),  s = o + gain (b - o),  b = strength v(painting) + (1 - strength) o,
+             o = v(crop of the original) (the predictor's style vectors; strength =
+             StylizeConfig.style_strength; `style_gain` > 1 paints past the painting, since the fit over
+             many views takes part of each target's strength away)
     paste    resized back into the view's frame; the loss is masked by the original alpha
 
 Targets are refreshed in rounds: a view's target is rebuilt from its CURRENT render every `refresh_every`
@@ -47,7 +50,19 @@ class MagentaGuidanceConfig:
     content_size: int = 384
     """Side of the object crop given to the style transformer (a multiple of 4; the wheel's models: 384)."""
     crop_margin: float = 0.06
+    background: str = "grey"
+    """What the network sees around the object: "grey" (mid grey, as the learned style score sees it) or
+    "fill" (the object's own colours spread outward by push-pull, so the network's instance norms see the
+    object's statistics and its strokes run past the silhouette instead of stopping at a flat grey)."""
     """Extra border around the mask's bounding box, as a fraction of its larger side."""
+    style_gain: float = 1.0
+    """Target style vector pushed past the blend: v_own + gain (v - v_own), v_own the view's original crop's
+    vector. Above 1 the network paints stronger than the painting, to make up for what averaging the views'
+    strokes takes away (the style params are linear in the vector, so this extrapolates Magenta's own
+    interpolation)."""
+    stats_weight: float = 0.0
+    """Weight of matching each render's masked per-channel RGB mean and std to its target's: contrast the
+    views agree on even where their strokes do not line up."""
     content_weight: float = 0.0
     """Weight of the masked MSE between the blurred, standardized (per-view zero mean, unit std) luminance
     of the render and of the original: the shading's shape stays, the painting sets tone and contrast."""
@@ -100,6 +115,24 @@ def paste_square(frame: Tensor, patch: Tensor, box: tuple[int, int, int]) -> Ten
     out = frame.clone()
     out[..., y0:y1, x0:x1] = patch[..., y0 - top : y1 - top, x0 - left : x1 - left]
     return out
+
+
+def pushpull_fill(image: Tensor, mask: Tensor) -> Tensor:
+    """image [B, C, H, W], mask [B, 1, H, W] in [0, 1] -> image with the unmasked pixels filled from the
+    masked ones by push-pull: average down a pyramid (colour weighted by coverage), then fill each level's
+    uncovered part from the coarser level, F_k = X_k + (1 - W_k) up(F_k+1). The masked pixels keep their
+    colour; the fill is smooth and costs O(H W)."""
+    xs, ws = [image * mask], [mask]
+    while min(xs[-1].shape[-2:]) > 1:
+        xs.append(F.avg_pool2d(xs[-1], 2, ceil_mode=True))
+        ws.append(F.avg_pool2d(ws[-1], 2, ceil_mode=True))
+    top_w = ws[-1].sum(dim=(2, 3), keepdim=True)
+    fill = xs[-1].sum(dim=(2, 3), keepdim=True) / top_w.clamp_min(1e-6)  # [B, C, 1, 1] the mean colour
+    fill = torch.where(top_w > 0, fill, torch.full_like(fill, GREY))
+    for x, w in zip(reversed(xs), reversed(ws), strict=True):
+        up = F.interpolate(fill, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        fill = x + (1 - w) * up
+    return fill
 
 
 def _resize(x: Tensor, side: int) -> Tensor:
@@ -156,6 +189,8 @@ class MagentaGuidance(ModelGuidance):
             raise ValueError(
                 f"magenta.content_size must be a multiple of 4 >= 16, got {self.cfg.content_size}"
             )
+        if self.cfg.background not in ("grey", "fill"):
+            raise ValueError(f"magenta.background must be 'grey' or 'fill', got {self.cfg.background!r}")
         if self.cfg.refresh_every < 1:
             raise ValueError(f"magenta.refresh_every must be >= 1, got {self.cfg.refresh_every}")
         if models is None:
@@ -182,19 +217,23 @@ class MagentaGuidance(ModelGuidance):
         network, pasted back; outside the crop: the image)."""
         box = object_box(mask[0, 0], self.cfg.crop_margin)
         m = mask.to(image.dtype)
-        content = crop_square(image * m + GREY * (1 - m), box, GREY)
+        if self.cfg.background == "fill":
+            content = pushpull_fill(crop_square(image, box, 0.0), crop_square(m, box, 0.0))
+        else:
+            content = crop_square(image * m + GREY * (1 - m), box, GREY)
         out = self.nets.stylize(_resize(content, self.cfg.content_size).float(), style_vec).clamp(0, 1)
         return paste_square(image, _resize(out, box[2]).to(image.dtype), box)
 
     @torch.no_grad()
     def _view_vector(self, original: Tensor, mask: Tensor) -> Tensor:
         """strength v(painting) + (1 - strength) v(the view's original, cropped): Magenta's interpolation."""
-        if self.strength >= 1.0:
+        if self.strength >= 1.0 and self.cfg.style_gain == 1.0:
             return self.style_vec
         box = object_box(mask[0, 0], self.cfg.crop_margin)
         m = mask.to(original.dtype)
         own = self.nets.style_vector(crop_square(original * m + GREY * (1 - m), box, GREY).float())
-        return self.strength * self.style_vec + (1 - self.strength) * own
+        blend = self.strength * self.style_vec + (1 - self.strength) * own
+        return own + self.cfg.style_gain * (blend - own)
 
     def _target(self, v: int, image: Tensor, original: Tensor, mask: Tensor) -> Tensor:
         visits = self.visits.get(v, 0)
@@ -236,6 +275,11 @@ class MagentaGuidance(ModelGuidance):
             )
             fit = (((batch.images - targets) ** 2) * w).sum() / (3 * w.sum()).clamp_min(1)
             terms["magenta"] = self.cfg.weight * fit
+            if self.cfg.stats_weight > 0:
+                mean, std = masked_mean_std(batch.images, w)
+                t_mean, t_std = masked_mean_std(targets, w)
+                stats = ((mean - t_mean) ** 2).mean() + ((std - t_std) ** 2).mean()
+                terms["magenta_stats"] = self.cfg.stats_weight * stats
         if self.cfg.content_weight > 0:
             from .weightfree import gaussian_blur, luminance
 

@@ -42,6 +42,12 @@ class WeightFreeConfig:
 
     color_weight: float = 6.0
     """Weight of the sliced Wasserstein distance between CIELAB pixel colours of the object and the style."""
+    color_ceiling: float = 0.0
+    """0 = off. Otherwise a hinge on the palette, like the acceptance bound: while a view's sliced W2 colour
+    distance to the style is above this fraction of its ORIGINAL render's, the squared distance is pushed
+    down with `ceiling_weight` (on top of `color_weight`); below it the hinge costs nothing."""
+    ceiling_weight: float = 1.0
+    """Weight of the palette hinge of `color_ceiling`."""
     color_directions: int = 64
     """Random projection directions per step for the colour distance."""
     texture_weight: float = 1.0
@@ -257,9 +263,16 @@ class WeightFreeGuidance(Guidance):
         terms: dict[str, Tensor] = {}
         enough = int(sel.sum()) >= MIN_OBJECT_PIXELS
 
-        if cfg.color_weight > 0 and enough:
+        if (cfg.color_weight > 0 or cfg.color_ceiling > 0) and enough:
             lab = srgb_to_lab(images).permute(0, 2, 3, 1)[sel]  # [n, 3]
-            terms["color"] = cfg.color_weight * self.color.distance(lab, step, salt=1) / 100.0
+            dist = self.color.distance(lab, step, salt=1)
+            terms["color"] = cfg.color_weight * dist / 100.0
+            if cfg.color_ceiling > 0:
+                with torch.no_grad():  # the same directions and pixel subset on the original render
+                    lab0 = srgb_to_lab(originals).permute(0, 2, 3, 1)[sel]
+                    dist0 = self.color.distance(lab0, step, salt=1)
+                hinge = F.relu(dist - cfg.color_ceiling**2 * dist0)
+                terms["color_ceiling"] = cfg.ceiling_weight * hinge / 100.0
 
         if (cfg.texture_weight > 0 or cfg.gram_weight > 0) and enough:
             x, m = images, masks
