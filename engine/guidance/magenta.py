@@ -50,11 +50,11 @@ class MagentaGuidanceConfig:
     content_size: int = 384
     """Side of the object crop given to the style transformer (a multiple of 4; the wheel's models: 384)."""
     crop_margin: float = 0.06
+    """Extra border around the mask's bounding box, as a fraction of its larger side."""
     background: str = "grey"
     """What the network sees around the object: "grey" (mid grey, as the learned style score sees it) or
     "fill" (the object's own colours spread outward by push-pull, so the network's instance norms see the
     object's statistics and its strokes run past the silhouette instead of stopping at a flat grey)."""
-    """Extra border around the mask's bounding box, as a fraction of its larger side."""
     style_gain: float = 1.0
     """Target style vector pushed past the blend: v_own + gain (v - v_own), v_own the view's original crop's
     vector. Above 1 the network paints stronger than the painting, to make up for what averaging the views'
@@ -226,7 +226,8 @@ class MagentaGuidance(ModelGuidance):
 
     @torch.no_grad()
     def _view_vector(self, original: Tensor, mask: Tensor) -> Tensor:
-        """strength v(painting) + (1 - strength) v(the view's original, cropped): Magenta's interpolation."""
+        """o + gain (b - o), b = strength v(painting) + (1 - strength) o, o = v(the view's original,
+        cropped): Magenta's interpolation, extrapolated past the painting when style_gain > 1."""
         if self.strength >= 1.0 and self.cfg.style_gain == 1.0:
             return self.style_vec
         box = object_box(mask[0, 0], self.cfg.crop_margin)
