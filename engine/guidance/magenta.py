@@ -117,6 +117,13 @@ def paste_square(frame: Tensor, patch: Tensor, box: tuple[int, int, int]) -> Ten
     return out
 
 
+def grey_crop(image: Tensor, mask: Tensor, box: tuple[int, int, int]) -> Tensor:
+    """image [B, C, H, W], mask [B, 1, H, W] -> the square crop at box with mid grey outside the mask and
+    outside the image: what the networks (and the learned style score) see of an object."""
+    m = mask.to(image.dtype)
+    return crop_square(image * m + GREY * (1 - m), box, GREY)
+
+
 def pushpull_fill(image: Tensor, mask: Tensor) -> Tensor:
     """image [B, C, H, W], mask [B, 1, H, W] in [0, 1] -> image with the unmasked pixels filled from the
     masked ones by push-pull: average down a pyramid (colour weighted by coverage), then fill each level's
@@ -216,11 +223,10 @@ class MagentaGuidance(ModelGuidance):
         """image [1, 3, H, W], mask [1, 1, H, W] -> the stylized view [1, 3, H, W] (the crop painted by the
         network, pasted back; outside the crop: the image)."""
         box = object_box(mask[0, 0], self.cfg.crop_margin)
-        m = mask.to(image.dtype)
         if self.cfg.background == "fill":
-            content = pushpull_fill(crop_square(image, box, 0.0), crop_square(m, box, 0.0))
+            content = pushpull_fill(crop_square(image, box, 0.0), crop_square(mask.to(image.dtype), box, 0.0))
         else:
-            content = crop_square(image * m + GREY * (1 - m), box, GREY)
+            content = grey_crop(image, mask, box)
         out = self.nets.stylize(_resize(content, self.cfg.content_size).float(), style_vec).clamp(0, 1)
         return paste_square(image, _resize(out, box[2]).to(image.dtype), box)
 
@@ -231,8 +237,7 @@ class MagentaGuidance(ModelGuidance):
         if self.strength >= 1.0 and self.cfg.style_gain == 1.0:
             return self.style_vec
         box = object_box(mask[0, 0], self.cfg.crop_margin)
-        m = mask.to(original.dtype)
-        own = self.nets.style_vector(crop_square(original * m + GREY * (1 - m), box, GREY).float())
+        own = self.nets.style_vector(grey_crop(original, mask, box).float())
         blend = self.strength * self.style_vec + (1 - self.strength) * own
         return own + self.cfg.style_gain * (blend - own)
 
@@ -300,8 +305,7 @@ class MagentaGuidance(ModelGuidance):
         for i in range(batch.images.shape[0]):
             box = object_box(batch.masks[i, 0], self.cfg.crop_margin)
             m = batch.masks[i : i + 1]
-            img = batch.images[i : i + 1] * m + GREY * (1 - m)
-            crops.append(_resize(crop_square(img, box, GREY), self.cfg.feature_size))
+            crops.append(_resize(grey_crop(batch.images[i : i + 1], m, box), self.cfg.feature_size))
             masks.append(_resize(crop_square(m, box, 0.0), self.cfg.feature_size))
         x, mx = torch.cat(crops).float(), torch.cat(masks).float()
         out: dict[str, Tensor] = {}
