@@ -34,22 +34,29 @@ def sliced_wasserstein(
 ) -> float:
     """Sliced Wasserstein-2 distance between point sets a [n, D] and b [m, D] (float64, fixed directions):
     sqrt(mean over directions of the squared W2 of the 1D projections), in the units of the points."""
-    a, b = a.double().cpu(), b.double().cpu()
-    if a.shape[0] > MAX_POINTS:
-        a = a[:: math.ceil(a.shape[0] / MAX_POINTS)]
-    if b.shape[0] > MAX_POINTS:
-        b = b[:: math.ceil(b.shape[0] / MAX_POINTS)]
-    if a.shape[0] == 0 or b.shape[0] == 0:
-        raise ValueError(f"sliced_wasserstein needs non-empty point sets, got {a.shape[0]} and {b.shape[0]}")
+    return sorted_distance(sorted_projections(a, n_dirs, seed), sorted_projections(b, n_dirs, seed))
+
+
+def sorted_projections(points: Tensor, n_dirs: int = METRIC_DIRECTIONS, seed: int = METRIC_SEED) -> Tensor:
+    """[K, n'] the sorted projections of points [n, D] on the metric's fixed directions (a strided subsample
+    above MAX_POINTS): one side of `sliced_wasserstein`, to compute once for a set compared many times."""
+    points = points.double().cpu()
+    if points.shape[0] > MAX_POINTS:
+        points = points[:: math.ceil(points.shape[0] / MAX_POINTS)]
+    if points.shape[0] == 0:
+        raise ValueError("sliced_wasserstein needs non-empty point sets, got an empty one")
     g = torch.Generator().manual_seed(seed)
-    dirs = torch.randn(a.shape[1], n_dirs, generator=g, dtype=torch.float64)
+    dirs = torch.randn(points.shape[1], n_dirs, generator=g, dtype=torch.float64)
     dirs = dirs / dirs.norm(dim=0, keepdim=True)
+    return torch.sort(points @ dirs, dim=0).values.T.contiguous()
+
+
+def sorted_distance(qa: Tensor, qb: Tensor) -> float:
+    """`sliced_wasserstein` of two `sorted_projections` [K, n] and [K, m] (same directions)."""
     from ..guidance.weightfree import _resample
 
-    n = max(a.shape[0], b.shape[0])
-    qa = _resample(torch.sort(a @ dirs, dim=0).values.T.contiguous(), n)  # [K, n]
-    qb = _resample(torch.sort(b @ dirs, dim=0).values.T.contiguous(), n)
-    return float(((qa - qb) ** 2).mean().sqrt())
+    n = max(qa.shape[1], qb.shape[1])
+    return float(((_resample(qa, n) - _resample(qb, n)) ** 2).mean().sqrt())
 
 
 def object_pixels_lab(images: Tensor, masks: Tensor, threshold: float = 0.5) -> Tensor:
