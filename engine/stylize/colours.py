@@ -77,6 +77,7 @@ class ColourParams:
         self.optimizer = torch.optim.Adam(groups)
         self.rest_active = rest.shape[1] > 0 and (rest.requires_grad or bool(rest.abs().max() > 0))
         self.start_out_of_range = out_of_range(sh0)
+        self.finish_map = None  # free DC [N, 1, 3] -> DC, set by the palette finish (palette.py)
 
     # ------------------------------------------------------------------------------------------ colours
     def free_dc(self) -> Tensor:  # [N, 1, 3] the optimized DC before the mask
@@ -105,14 +106,25 @@ class ColourParams:
     def full_sh(self) -> Tensor:  # [N, K, 3] always every band (for the full renderer)
         return torch.cat([self.dc(), self.rest_bands()], dim=1)
 
+    def sh_from_free(self, free: Tensor, all_bands: bool = False) -> Tensor:
+        """The SH of the scene when the optimized DC is `free` [N, 1, 3] (differentiable in `free`): clipped
+        into range with `displayable`, masked, and with the higher bands as in `current_sh` (all of them
+        with `all_bands`)."""
+        if self.config.displayable:
+            free = free.clamp(DC_LO, DC_HI)
+        dc = self._masked(free, self.sh0[:, :1])
+        if all_bands or self.rest_active or (self.mask is not None and self.rest.shape[1] > 0):
+            return torch.cat([dc, self.rest_bands().detach()], dim=1)
+        return dc
+
     def final_sh(self) -> Tensor:
-        """[N, K, 3] detached result; with `displayable` the optimized DC is clipped exactly into range."""
+        """[N, K, 3] detached result; with `displayable` the optimized DC is clipped exactly into range;
+        the palette finish's map (when one was set) is applied first."""
         with torch.no_grad():
             free = self.free_dc()
-            if self.config.displayable:
-                free = free.clamp(DC_LO, DC_HI)
-            dc = self._masked(free, self.sh0[:, :1])
-            return torch.cat([dc, self.rest_bands()], dim=1).detach()
+            if self.finish_map is not None:
+                free = self.finish_map(free)
+            return self.sh_from_free(free, all_bands=True).detach()
 
     # ------------------------------------------------------------------------------------------ steps
     @torch.no_grad()

