@@ -162,17 +162,10 @@ def palette_finish(views, colours, style, config, scene) -> dict | None:
     did, for report.json "palette_finish". The colours themselves are not changed."""
     if config.palette_blend <= 0 and config.palette_bound <= 0 and not config.palette_search:
         return None
-    from ..metrics.colour import (
-        luminance_ssim_sums,
-        sorted_distance,
-        sorted_projections,
-        style_pixels_lab,
-    )
+    from ..metrics.colour import style_pixels_lab
 
     style_lab = style_pixels_lab(style)
-    masks, originals = views.masks, views.originals
     base = dc_to_rgb(colours.free_dc().detach()[:, 0])  # [N, 3]
-    all_views = list(range(len(masks)))
 
     def render_fn(rgb: Tensor, ids: Sequence[int]) -> list[Tensor]:
         sh = colours.sh_from_free(rgb_to_dc(rgb)[:, None])
@@ -182,62 +175,91 @@ def palette_finish(views, colours, style, config, scene) -> dict | None:
 
         return [views.render(v, sh, scene, config.render_backend, full) for v in ids]
 
-    style_sorted = sorted_projections(style_lab)  # once: every measure compares against it
-    d0 = sorted_distance(sorted_projections(_lab_pixels(originals, masks)), style_sorted)
-    cache: dict[float, tuple[float, float]] = {}
-
-    def measure(k: float, lattice: PaletteMap | None) -> tuple[float, float]:
-        if k not in cache:
-            with torch.no_grad():
-                rgb = base if lattice is None or k == 0 else lattice(base, k)
-                images = [i.double().cpu() for i in render_fn(rgb, all_views)]
-            pixels = _lab_pixels(images, [m.cpu() for m in masks])
-            ratio = sorted_distance(sorted_projections(pixels), style_sorted) / d0
-            total = count = 0
-            for o, i, m in zip(originals, images, masks, strict=True):
-                s, n = luminance_ssim_sums(o.double().cpu(), i, m.cpu())
-                total, count = total + s, count + n
-            cache[k] = (ratio, total / max(count, 1))
-        return cache[k]
-
-    before = measure(0.0, None)
-    out = {"ratio_before": round(before[0], 4), "ssim_before": round(before[1], 4), "fitted": False}
-    if config.palette_blend <= 0 and not config.palette_search and before[0] <= config.palette_bound:
+    at = _Measures(views, render_fn, base, style_lab)
+    out = {"ratio_before": round(at.ratio(0.0), 4), "ssim_before": round(at.ssim(0.0), 4), "fitted": False}
+    if config.palette_blend <= 0 and not config.palette_search and at.ratio(0.0) <= config.palette_bound:
         return {**out, "blend": 0.0, "ratio_after": out["ratio_before"], "ssim_after": out["ssim_before"]}
-    lattice = fit_palette_map(render_fn, masks, style_lab, base, seed=config.seed)
-    scorer = _style_scorer(style, config, out) if config.palette_search else None
-
-    def score_at(k: float) -> float:
-        with torch.no_grad():
-            rgb = base if k == 0 else lattice(base, k)
-            return scorer(render_fn(rgb, all_views), masks)
-
+    at.lattice = fit_palette_map(render_fn, views.masks, style_lab, base, seed=config.seed)
+    at.scorer = _style_scorer(style, config, out) if config.palette_search else None
     k = choose_blend(
-        lambda b: measure(b, lattice)[0],
-        lambda b: measure(b, lattice)[1],
+        at.ratio,
+        at.ssim,
         config.palette_blend,
         config.palette_bound,
         config.palette_ssim_floor,
-        score_at if scorer is not None else None,
+        at.score if at.scorer is not None else None,
     )
     if k > 0:
+        lattice = at.lattice
 
         def finish_map(free: Tensor) -> Tensor:  # free DC [N, 1, 3] -> DC
             return rgb_to_dc(lattice(dc_to_rgb(free[:, 0]), k))[:, None]
 
         colours.finish_map = finish_map
-    after = measure(k, lattice)
-    if scorer is not None:
-        out["style_score_before"], out["style_score_after"] = round(score_at(0.0), 4), round(score_at(k), 4)
+    if at.scorer is not None:
+        out["style_score_before"], out["style_score_after"] = round(at.score(0.0), 4), round(at.score(k), 4)
     if config.palette_bound > 0:
-        out["bound_met"] = after[0] <= config.palette_bound
+        out["bound_met"] = at.ratio(k) <= config.palette_bound
     return {
         **out,
         "fitted": True,
         "blend": round(k, 4),
-        "ratio_after": round(after[0], 4),
-        "ssim_after": round(after[1], 4),
+        "ratio_after": round(at.ratio(k), 4),
+        "ssim_after": round(at.ssim(k), 4),
     }
+
+
+class _Measures:
+    """The views' colour ratio, luminance SSIM and style score at a blend k, each computed once per k (the
+    renders of the last k asked are kept for the other measures of that k)."""
+
+    def __init__(self, views, render_fn, base: Tensor, style_lab: Tensor):
+        from ..metrics.colour import sorted_distance, sorted_projections
+
+        self.views, self.render_fn, self.base = views, render_fn, base
+        self.lattice: PaletteMap | None = None
+        self.scorer = None
+        self.style_sorted = sorted_projections(style_lab)  # once: every ratio compares against it
+        pixels = _lab_pixels(views.originals, views.masks)
+        self.d0 = sorted_distance(sorted_projections(pixels), self.style_sorted)
+        self.values: dict[tuple[str, float], float] = {}
+        self.last: tuple[float, list[Tensor]] | None = None
+
+    def images(self, k: float) -> list[Tensor]:
+        if self.last is None or self.last[0] != k:
+            with torch.no_grad():
+                rgb = self.base if self.lattice is None or k == 0 else self.lattice(self.base, k)
+                self.last = (k, [i.double().cpu() for i in self.render_fn(rgb, range(len(self.views.masks)))])
+        return self.last[1]
+
+    def _value(self, name: str, k: float, compute) -> float:
+        if (name, k) not in self.values:
+            self.values[(name, k)] = float(compute(self.images(k)))
+        return self.values[(name, k)]
+
+    def ratio(self, k: float) -> float:
+        from ..metrics.colour import sorted_distance, sorted_projections
+
+        def compute(images):
+            pixels = _lab_pixels(images, [m.cpu() for m in self.views.masks])
+            return sorted_distance(sorted_projections(pixels), self.style_sorted) / self.d0
+
+        return self._value("ratio", k, compute)
+
+    def ssim(self, k: float) -> float:
+        from ..metrics.colour import luminance_ssim_sums
+
+        def compute(images):
+            total = count = 0
+            for o, i, m in zip(self.views.originals, images, self.views.masks, strict=True):
+                s, n = luminance_ssim_sums(o.double().cpu(), i, m.cpu())
+                total, count = total + s, count + n
+            return total / max(count, 1)
+
+        return self._value("ssim", k, compute)
+
+    def score(self, k: float) -> float:
+        return self._value("score", k, lambda images: self.scorer(images, self.views.masks))
 
 
 def _style_scorer(style, config, out: dict):
