@@ -120,17 +120,6 @@ def test_a_bound_already_met_fits_nothing_and_changes_nothing():
     assert torch.equal(r.scene.sh, plain.scene.sh)
 
 
-def test_the_finish_keeps_masked_out_gaussians_bit_identical():
-    scene, style = _scene(), _style()
-    n = scene.num_gaussians
-    mask = np.zeros(n)
-    mask[: n // 2] = 1.0
-    r = stylize(scene, style, cameras=_cams(), config=_finish_config(palette_blend=1.0), mask=mask)
-    assert r.report["palette_finish"]["blend"] == 1.0
-    out, orig = r.scene.sh.numpy(), scene.sh.numpy()
-    assert out[n // 2 :].tobytes() == orig[n // 2 :].tobytes()
-
-
 @pytest.mark.parametrize("name", ["palette_blend", "palette_bound", "palette_ssim_floor"])
 def test_palette_settings_out_of_range_are_refused_by_name(name):
     with pytest.raises(ValueError, match=name):

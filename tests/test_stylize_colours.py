@@ -11,12 +11,15 @@ from engine.render.sh import C0
 from engine.stylize import stylize
 
 
-def test_mask_keeps_the_outside_bit_identical_and_changes_the_inside():
+@pytest.mark.parametrize("finish", [{}, {"palette_blend": 1.0}], ids=["loop", "with_palette_finish"])
+def test_mask_keeps_the_outside_bit_identical_and_changes_the_inside(finish):
     scene, style = _scene(), _style()
     n = scene.num_gaussians
     mask = np.zeros(n)
     mask[: n // 2] = 1.0
-    r = stylize(scene, style, cameras=_cams(), config=_config(stroke_size=0.0), mask=mask)
+    r = stylize(scene, style, cameras=_cams(), config=_config(stroke_size=0.0, **finish), mask=mask)
+    if finish:
+        assert r.report["palette_finish"]["blend"] == 1.0
     out, orig = r.scene.sh.numpy(), scene.sh.numpy()
     assert out[n // 2 :].tobytes() == orig[n // 2 :].tobytes()
     assert not np.array_equal(out[: n // 2], orig[: n // 2])
