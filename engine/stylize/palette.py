@@ -21,8 +21,9 @@ a render is linear in the colours), so the fit sees the real pixels, which are b
 the splats' colours by a transfer fitted on pixels undershoots (measured, docs/stylization.md).
 
 The blend: `palette_blend`, raised by bisection until the pooled colour-distance ratio of the job's views
-(the acceptance metric, `engine.metrics`) is at most `palette_bound`; lowered again (never below what the
-bound needs) while the views' luminance SSIM is under `palette_ssim_floor`.
+(the acceptance metric, `engine.metrics`) is at most `palette_bound`; lowered again while the views'
+luminance SSIM is under `palette_ssim_floor` (the structure wins over the bound); with `palette_search`, the
+blend above that which the learned style score (`engine.metrics_style`) of the views likes best.
 """
 
 from __future__ import annotations
