@@ -97,25 +97,28 @@ class ColourParams:
     def rest_bands(self) -> Tensor:  # [N, K-1, 3]
         return self._masked(self.rest, self.sh0[:, 1:]) if self.mask is not None else self.rest
 
+    def _with_bands(self, dc: Tensor, all_bands: bool = False, rest_grad: bool = True) -> Tensor:
+        """[N, K, 3] dc with the higher bands; the DC alone while those are all zero (and no mask keeps them)
+        unless `all_bands`."""
+        if all_bands or self.rest_active or (self.mask is not None and self.rest.shape[1] > 0):
+            rest = self.rest_bands()
+            return torch.cat([dc, rest if rest_grad else rest.detach()], dim=1)
+        return dc
+
     def current_sh(self) -> Tensor:
         """[N, K, 3]; the DC alone while the higher bands are all zero (and no mask keeps them)."""
-        if self.rest_active or (self.mask is not None and self.rest.shape[1] > 0):
-            return torch.cat([self.dc(), self.rest_bands()], dim=1)
-        return self.dc()
+        return self._with_bands(self.dc())
 
     def full_sh(self) -> Tensor:  # [N, K, 3] always every band (for the full renderer)
-        return torch.cat([self.dc(), self.rest_bands()], dim=1)
+        return self._with_bands(self.dc(), all_bands=True)
 
     def sh_from_free(self, free: Tensor, all_bands: bool = False) -> Tensor:
-        """The SH of the scene when the optimized DC is `free` [N, 1, 3] (differentiable in `free`): clipped
-        into range with `displayable`, masked, and with the higher bands as in `current_sh` (all of them
-        with `all_bands`)."""
+        """The SH of the scene when the optimized DC is `free` [N, 1, 3] (differentiable in `free` only):
+        clipped into range with `displayable`, masked, and with the higher bands as in `current_sh` (all of
+        them with `all_bands`)."""
         if self.config.displayable:
             free = free.clamp(DC_LO, DC_HI)
-        dc = self._masked(free, self.sh0[:, :1])
-        if all_bands or self.rest_active or (self.mask is not None and self.rest.shape[1] > 0):
-            return torch.cat([dc, self.rest_bands().detach()], dim=1)
-        return dc
+        return self._with_bands(self._masked(free, self.sh0[:, :1]), all_bands, rest_grad=False)
 
     def final_sh(self) -> Tensor:
         """[N, K, 3] detached result; with `displayable` the optimized DC is clipped exactly into range;
