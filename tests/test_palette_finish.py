@@ -69,23 +69,41 @@ def test_the_fit_brings_rendered_pixels_onto_the_style_palette():
     assert after < distance(fitted(colours, 0.5)) < before  # the blend moves part of the way
 
 
+def _close(pair, expected, tol=2.0**-BISECTION_STEPS) -> bool:
+    return all(abs(a - b) <= tol for a, b in zip(pair, expected, strict=True))
+
+
+def _ratio(k, kl):  # both blends bring the palette closer
+    return 0.6 - 0.2 * k - 0.2 * kl
+
+
+def _ssim(k, kl):  # only the lightness changes the luminance SSIM
+    return 0.8 - 0.3 * kl
+
+
 def test_the_blend_meets_the_bound_and_the_ssim_floor_in_that_order():
-    tol = 2.0**-BISECTION_STEPS
+    assert choose_blend(_ratio, _ssim, 0.0, 0.0, 0.0) == (0.0, 0.0)  # nothing asked
+    assert choose_blend(_ratio, _ssim, 0.3, 0.0, 0.0) == (0.3, 0.3)  # the blend as given
+    assert _close(choose_blend(_ratio, _ssim, 0.0, 0.4, 0.0), (0.5, 0.5))  # smallest blend with ratio <= 0.4
+    assert choose_blend(_ratio, _ssim, 0.7, 0.4, 0.0) == (0.7, 0.7)  # already under the bound
+    assert choose_blend(_ratio, _ssim, 0.0, 0.1, 0.0) == (1.0, 1.0)  # unreachable: the whole map
+    # the SSIM floor lowers the lightness only
+    assert _close(choose_blend(_ratio, _ssim, 1.0, 0.0, 0.7), (1.0, 1 / 3))
+    # ... and the colour is raised again to the bound: 0.6 - 0.2 k - 0.2 / 3 <= 0.4 from k = 2/3
+    assert _close(choose_blend(_ratio, _ssim, 0.0, 0.4, 0.7), (2 / 3, 1 / 3))
+    # the floor wins over the bound when the colour cannot reach it
+    assert _close(choose_blend(_ratio, _ssim, 0.0, 0.3, 0.7), (1.0, 1 / 3))
 
-    def ratio(k):
-        return 0.6 - 0.4 * k
+    def ssim_both(k, kl):  # the colour alone goes under the floor too: both come down
+        return 0.8 - 0.3 * kl - 0.2 * k
 
-    def ssim(k):
-        return 0.8 - 0.3 * k
+    assert _close(choose_blend(_ratio, ssim_both, 1.0, 0.0, 0.7), (0.5, 0.0))
 
-    assert choose_blend(ratio, ssim, 0.0, 0.0, 0.0) == 0.0  # nothing asked
-    assert choose_blend(ratio, ssim, 0.3, 0.0, 0.0) == 0.3  # the blend as given
-    assert abs(choose_blend(ratio, ssim, 0.0, 0.4, 0.0) - 0.5) <= tol  # smallest k with ratio <= 0.4
-    assert choose_blend(ratio, ssim, 0.7, 0.4, 0.0) == 0.7  # already under the bound
-    assert choose_blend(ratio, ssim, 0.0, 0.1, 0.0) == 1.0  # unreachable: the whole map
-    assert abs(choose_blend(ratio, ssim, 1.0, 0.0, 0.7) - 1 / 3) <= tol  # lowered to the SSIM floor
-    assert abs(choose_blend(ratio, ssim, 1.0, 0.4, 0.7) - 1 / 3) <= tol  # the floor wins over the bound
-    assert abs(choose_blend(ratio, ssim, 0.0, 0.4, 0.7) - 1 / 3) <= tol
+    def ssim_some(k, kl):  # the colour costs a little SSIM: the lightness is set with the whole colour
+        return 0.8 - 0.3 * kl - 0.05 * k
+
+    k, kl = choose_blend(_ratio, ssim_some, 0.0, 0.4, 0.7)
+    assert _close((k, kl), (5 / 6, 1 / 6)) and ssim_some(k, kl) >= 0.7 and _ratio(k, kl) <= 0.4
 
 
 def _finish_config(**kw) -> StylizeConfig:
@@ -127,20 +145,47 @@ def test_palette_settings_out_of_range_are_refused_by_name(name):
 
 
 def test_the_search_takes_the_best_scoring_blend_that_keeps_the_ssim_floor():
-    def ratio(k):
-        return 0.6 - 0.4 * k
+    def score(k, kl):  # peaks at (0.75, 0.75)
+        return -abs(k - 0.75) - abs(kl - 0.75)
 
-    def ssim(k):
-        return 0.8 - 0.3 * k
+    assert choose_blend(_ratio, _ssim, 0.0, 0.0, 0.0, score) == (0.75, 0.75)
+    # a lightness over 0.5 falls under the floor: it stays there while the colour goes on
+    assert choose_blend(_ratio, _ssim, 0.0, 0.0, 0.65, score) == (0.75, 0.5)
+    assert _close(choose_blend(_ratio, _ssim, 0.0, 0.0, 0.62, score), (0.75, 0.6))  # up to the floor
+    assert choose_blend(_ratio, _ssim, 0.0, 0.0, 0.0, lambda k, kl: 0.0) == (0.0, 0.0)  # equals: the smallest
+    pair = choose_blend(_ratio, _ssim, 0.0, 0.5, 0.0, lambda k, kl: -k - kl)  # never below the bound
+    assert _close(pair, (0.25, 0.25))
 
-    def score(k):  # peaks at 0.75
-        return -abs(k - 0.75)
 
-    assert choose_blend(ratio, ssim, 0.0, 0.0, 0.0, score) == 0.75
-    assert choose_blend(ratio, ssim, 0.0, 0.0, 0.65, score) == 0.5  # 0.75 and up fall under the floor
-    assert choose_blend(ratio, ssim, 0.0, 0.0, 0.0, lambda k: 0.0) == 0.0  # equal scores: the smallest
-    k = choose_blend(ratio, ssim, 0.0, 0.5, 0.0, lambda k: -k)  # the search never goes below the bound
-    assert abs(k - 0.25) <= 2.0**-BISECTION_STEPS
+def test_the_cielab_blend_moves_the_colour_and_the_lightness_apart():
+    from engine.guidance.weightfree import srgb_to_lab
+    from engine.stylize.palette import fit_lightness_curve
+
+    gen = torch.Generator().manual_seed(3)
+    colours = torch.rand(500, 3, generator=gen, dtype=torch.float64) * 0.6 + 0.2
+    nodes = _nodes()
+    warm = PaletteMap(0.3 * nodes.flip(0) - 0.3 * nodes)  # swaps red and blue, part of the way
+    lab0, lab_full = srgb_to_lab(colours), srgb_to_lab(warm(colours))
+    assert torch.allclose(warm(colours, 0.0, 0.0), colours, atol=1e-5)  # nothing: the colours themselves
+    assert torch.allclose(warm(colours, 1.0, 1.0), warm(colours), atol=1e-5)  # all: the lattice's colours
+    chroma_only = srgb_to_lab(warm(colours, 1.0, 0.0))
+    assert torch.allclose(chroma_only[:, 0], lab0[:, 0], atol=0.05)  # the lightness kept
+    assert torch.allclose(chroma_only[:, 1:], lab_full[:, 1:], atol=0.05)  # the colour moved all the way
+
+    def render_fn(rgb, ids):  # every view: the splats' colours as a row of pixels
+        return [rgb.T[None, :, None, :].float() for _ in ids]
+
+    masks = [torch.ones(1, 1, 1, colours.shape[0]) for _ in range(2)]
+    darker = PaletteMap(-0.2 * torch.ones_like(nodes))
+    knots, values = fit_lightness_curve(render_fn, masks, colours, darker)
+    assert torch.all(knots.diff() >= 0) and torch.all(values.diff() >= 0)  # monotone
+    assert torch.all(values < knots)  # the lattice darkens: so does the curve
+    darker.lightness = (knots, values)
+    greys = colours.mean(1, keepdim=True).expand(-1, 3)  # (in the gamut at any lightness)
+    tones = srgb_to_lab(darker(greys, 0.0, 1.0))[:, 0]  # the curve's lightness, the colour kept
+    order = torch.argsort(greys[:, 0])
+    assert torch.all(tones[order].diff() >= -1e-3)  # the tones keep their order
+    assert float((tones - srgb_to_lab(greys)[:, 0]).mean()) < -5  # and are darker
 
 
 def test_the_job_search_scores_the_views_and_reports_it(monkeypatch):

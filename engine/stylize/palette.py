@@ -13,17 +13,26 @@ The map: a lattice of RGB offsets (`LATTICE`^3 nodes over the unit cube, triline
 exact for any affine colour change) applied to each splat's DC colour C0 * dc + 0.5:
 
     map(c) = c + offset(c)                       c [N, 3] in [0, 1]
-    c'     = c + k (map(c) - c)                  k = the blend, 0..1
 
 It is fitted with Adam on the sliced Wasserstein-2 distance in CIELAB between the object's pixels in the job's
 views and the style image's pixels. The views are rendered through the job's renderer (the colour cache:
 a render is linear in the colours), so the fit sees the real pixels, which are blends of many splats: mapping
 the splats' colours by a transfer fitted on pixels undershoots (measured, docs/stylization.md).
 
-The blend: `palette_blend`, raised by bisection until the pooled colour-distance ratio of the job's views
-(the acceptance metric, `engine.metrics`) is at most `palette_bound`; lowered again while the views'
-luminance SSIM is under `palette_ssim_floor` (the structure wins over the bound); with `palette_search`, the
-blend above that which the learned style score (`engine.metrics_style`) of the views likes best.
+The blend, in CIELAB, with two weights: k for the colour (a*, b*) and kL for the lightness, which comes from a
+monotone curve fitted quantile to quantile onto the lightness the lattice gives the rendered object (its
+tones without reordering them, which costs less structure):
+
+    lab(c') = lab(c) + (kL, k, k) * (lab_map(c) - lab(c))      lab_map = (curve(L), a*, b* of map(c))
+
+Only the lightness changes the luminance SSIM, so the structure floor limits kL alone and the colour can
+still go on to the palette (docs/stylization.md: the pairs where a single blend stopped short).
+
+Choosing the blends (`choose_blend`): `palette_blend`, raised by bisection until the pooled colour-distance
+ratio of the job's views (the acceptance metric, `engine.metrics`) is at most `palette_bound`; kL lowered
+while the views' luminance SSIM is under `palette_ssim_floor` (the structure wins over the bound), and k
+raised again to the bound; with `palette_search`, the pair above that which the learned style score
+(`engine.metrics_style`) of the views likes best.
 """
 
 from __future__ import annotations
@@ -46,16 +55,38 @@ FIT_STYLE_POINTS = 16384  # style pixels in the fit (a strided subsample beyond 
 FIT_DIRECTION_SETS = 8  # fixed direction sets, cycled by step, their style quantiles computed once
 BISECTION_STEPS = 7  # blend precision 2^-7
 SEARCH_STEPS = 4  # palette_search: candidate blends between the bound's blend and 1
+LIGHTNESS_QUANTILES = 257  # knots of the lightness curve
 
 
 # ---------------------------------------------------------------------------------------------- the map
 @dataclass
 class PaletteMap:
     offsets: Tensor  # [3, L, L, L] RGB offsets at the lattice nodes, indexed [r, g, b]
+    lightness: tuple[Tensor, Tensor] | None = None  # (knots [Q], values [Q]) CIELAB L -> L, monotone
 
-    def __call__(self, colours: Tensor, blend: float | Tensor = 1.0) -> Tensor:
-        """colours [N, 3] (any range; the lattice is read at the colour clamped into [0, 1]) -> [N, 3]."""
-        return colours + blend * lattice_offset(colours, self.offsets)
+    def __call__(self, colours: Tensor, blend: float = 1.0, lightness: float | None = None) -> Tensor:
+        """colours [N, 3] (any range; the lattice is read at the colour clamped into [0, 1]) -> [N, 3].
+        `lightness` None: c + blend (map(c) - c) in RGB. Else the blend is taken in CIELAB: a* and b* move
+        by `blend` towards the lattice's, L by `lightness` towards the lightness curve's (the lattice's L
+        without a curve); the result clipped into [0, 1]."""
+        if lightness is None:
+            return colours + blend * lattice_offset(colours, self.offsets)
+        from ..guidance.weightfree import lab_to_srgb, srgb_to_lab
+
+        lab0 = srgb_to_lab(colours)
+        lab1 = srgb_to_lab(colours + lattice_offset(colours, self.offsets))
+        if self.lightness is not None:
+            knots, values = (t.to(lab0.dtype) for t in self.lightness)
+            lab1 = torch.cat([_interp(lab0[:, :1], knots, values), lab1[:, 1:]], dim=1)
+        weights = lab0.new_tensor([float(lightness), float(blend), float(blend)])
+        return lab_to_srgb(lab0 + weights * (lab1 - lab0))
+
+
+def _interp(x: Tensor, knots: Tensor, values: Tensor) -> Tensor:
+    """Piecewise-linear y(x) through (knots [Q] ascending, values [Q]), constant beyond the ends."""
+    i = torch.searchsorted(knots.contiguous(), x.contiguous()).clamp(1, knots.numel() - 1)
+    x0, x1, y0, y1 = knots[i - 1], knots[i], values[i - 1], values[i]
+    return y0 + ((x - x0) / (x1 - x0).clamp_min(1e-9)).clamp(0, 1) * (y1 - y0)
 
 
 def lattice_offset(colours: Tensor, offsets: Tensor) -> Tensor:
@@ -110,42 +141,96 @@ def fit_palette_map(
     return PaletteMap(offsets.detach())
 
 
+def fit_lightness_curve(
+    render_fn: Callable[[Tensor, Sequence[int]], list[Tensor]],
+    masks: Sequence[Tensor],
+    colours: Tensor,  # [N, 3]
+    colour_map: PaletteMap,
+    quantiles: int = LIGHTNESS_QUANTILES,
+) -> tuple[Tensor, Tensor]:
+    """The monotone curve that takes the rendered object's CIELAB lightness distribution onto the one the
+    lattice gives it (quantile to quantile): the lattice's tones, without its reordering of them."""
+    ids = range(len(masks))
+    with torch.no_grad():
+        before = _lab_pixels([i.double() for i in render_fn(colours, ids)], masks)[:, 0]
+        after = _lab_pixels([i.double() for i in render_fn(colour_map(colours), ids)], masks)[:, 0]
+    return _quantiles(before, quantiles), _quantiles(after, quantiles)
+
+
+def _quantiles(x: Tensor, count: int) -> Tensor:  # [n] -> [count] from the minimum to the maximum
+    at = torch.linspace(0, x.numel() - 1, count, dtype=torch.float64).round().long()
+    return torch.sort(x).values[at]
+
+
 # ---------------------------------------------------------------------------------------------- the blend
 def choose_blend(
-    ratio_at: Callable[[float], float],
-    ssim_at: Callable[[float], float],
+    ratio_at: Callable[[float, float], float],
+    ssim_at: Callable[[float, float], float],
     blend: float,
     bound: float,
     ssim_floor: float,
-    score_at: Callable[[float], float] | None = None,
-) -> float:
-    """The blend k in [0, 1]: `blend`, raised to the smallest k with ratio_at(k) <= bound (bound > 0; 1 when
-    none meets it), then lowered while ssim_at(k) < ssim_floor (floor > 0): the structure wins over the
-    palette bound (the object stays recognisable; the report says whether the bound was met). Both functions
-    are assumed monotone (the ratio and the SSIM fall as k grows); bisection, BISECTION_STEPS halvings. With
-    `score_at` (palette_search), the blends from that k up to 1 (SEARCH_STEPS steps) that keep the SSIM
-    floor are scored, and the best scoring one is taken (the smallest of equals)."""
-    k_min = 0.0  # the smallest blend that meets the bound
-    if bound > 0 and ratio_at(0.0) > bound:
-        lo, hi = 0.0, 1.0
-        if ratio_at(hi) > bound:
-            lo = hi  # the whole map is the closest it gets
-        for _ in range(BISECTION_STEPS if lo < hi else 0):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if ratio_at(mid) > bound else (lo, mid)
-        k_min = hi
-    k = max(float(blend), k_min)
-    if ssim_floor > 0 and k > 0 and ssim_at(k) < ssim_floor:
-        lo, hi = 0.0, k  # the map only lowers the SSIM: k = 0 keeps the result as the loop left it
-        for _ in range(BISECTION_STEPS):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if ssim_at(mid) >= ssim_floor else (lo, mid)
-        k = lo
+    score_at: Callable[[float, float], float] | None = None,
+) -> tuple[float, float]:
+    """The blends (k of the colour, kL of the lightness), each in [0, 1]; the functions take (k, kL).
+
+    1. k = kL = `blend`, raised to the smallest blend with ratio_at <= bound (bound > 0; 1 when none does).
+    2. While ssim_at < ssim_floor (floor > 0), kL is lowered to the floor, found with the whole colour (k = 1)
+       so that any k keeps it (k too when the colour alone is under it): the structure wins over the palette
+       bound, and mostly the lightness changes the luminance SSIM (the object stays recognisable; the
+       report says whether the bound was met).
+    3. With kL held there, k is raised again to the smallest that meets the bound.
+    4. With `score_at` (palette_search): k from there up to 1 (SEARCH_STEPS steps), kL following it up to
+       the floor, and the best scoring pair is taken (the smallest of equals).
+    The functions are assumed monotone (the ratio and the SSIM fall as the blends grow); bisection,
+    BISECTION_STEPS halvings."""
+
+    def holds(k: float, kl: float) -> bool:
+        return ssim_floor <= 0 or ssim_at(k, kl) >= ssim_floor
+
+    def meets(k: float, kl: float) -> bool:
+        return bound <= 0 or ratio_at(k, kl) <= bound
+
+    k = max(float(blend), _smallest(lambda x: meets(x, x), 0.0, 1.0))
+    kl = k
+    if k > 0 and not holds(k, kl):
+        if holds(1.0, 0.0):  # the lightness down to the floor (with the whole colour: any k keeps it)
+            kl = _largest(lambda x: holds(1.0, x), 0.0, k)
+            k = _smallest(lambda x: meets(x, kl), k, 1.0)
+        else:  # the colour alone is under the floor: both down
+            k, kl = _largest(lambda x: holds(x, 0.0), 0.0, k), 0.0
     if score_at is not None and k < 1:
-        above = [k + (1 - k) * i / SEARCH_STEPS for i in range(1, SEARCH_STEPS + 1)]
-        keep = [c for c in above if ssim_floor <= 0 or ssim_at(c) >= ssim_floor]
-        k = max([k, *keep], key=score_at)
-    return k
+        pairs, follow = [(k, kl)], kl == k
+        for c in (k + (1 - k) * i / SEARCH_STEPS for i in range(1, SEARCH_STEPS + 1)):
+            if follow and holds(c, c):  # the lightness follows the colour until the floor stops it ...
+                kl = c
+            elif follow:  # ... there: up to the floor (with the whole colour, so it holds for every k)
+                follow, kl = False, _largest(lambda x: holds(1.0, x), kl, c)
+            if holds(c, kl):
+                pairs.append((c, kl))
+        k, kl = max(pairs, key=lambda p: score_at(*p))
+    return k, kl
+
+
+def _smallest(ok: Callable[[float], bool], lo: float, hi: float) -> float:
+    """The smallest x in [lo, hi] with ok(x) (hi when none), ok monotone (False then True)."""
+    if ok(lo):
+        return lo
+    if not ok(hi):
+        return hi
+    for _ in range(BISECTION_STEPS):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
+
+
+def _largest(ok: Callable[[float], bool], lo: float, hi: float) -> float:
+    """The largest x in [lo, hi] with ok(x) (lo when none is found), ok monotone (True then False)."""
+    if ok(hi):
+        return hi
+    for _ in range(BISECTION_STEPS):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
 
 
 def dc_to_rgb(dc: Tensor) -> Tensor:  # [N, 1, 3] or [N, 3] SH DC -> RGB
@@ -177,12 +262,14 @@ def palette_finish(views, colours, style, config, scene) -> dict | None:
         return [views.render(v, sh, scene, config.render_backend, full) for v in ids]
 
     at = _Measures(views, render_fn, base, style_lab)
-    out = {"ratio_before": round(at.ratio(0.0), 4), "ssim_before": round(at.ssim(0.0), 4), "fitted": False}
-    if config.palette_blend <= 0 and not config.palette_search and at.ratio(0.0) <= config.palette_bound:
+    out = {"ratio_before": round(at.ratio(0, 0), 4), "ssim_before": round(at.ssim(0, 0), 4), "fitted": False}
+    if config.palette_blend <= 0 and not config.palette_search and at.ratio(0, 0) <= config.palette_bound:
         return {**out, "blend": 0.0, "ratio_after": out["ratio_before"], "ssim_after": out["ssim_before"]}
-    at.lattice = fit_palette_map(render_fn, views.masks, style_lab, base, seed=config.seed)
+    lattice = fit_palette_map(render_fn, views.masks, style_lab, base, seed=config.seed)
+    lattice.lightness = fit_lightness_curve(render_fn, views.masks, base, lattice)
+    at.lattice = lattice
     at.scorer = _style_scorer(style, config, out) if config.palette_search else None
-    k = choose_blend(
+    k, kl = choose_blend(
         at.ratio,
         at.ssim,
         config.palette_blend,
@@ -190,29 +277,30 @@ def palette_finish(views, colours, style, config, scene) -> dict | None:
         config.palette_ssim_floor,
         at.score if at.scorer is not None else None,
     )
-    if k > 0:
-        lattice = at.lattice
+    if k > 0 or kl > 0:
 
         def finish_map(free: Tensor) -> Tensor:  # free DC [N, 1, 3] -> DC
-            return rgb_to_dc(lattice(dc_to_rgb(free[:, 0]), k))[:, None]
+            return rgb_to_dc(lattice(dc_to_rgb(free[:, 0]), k, kl))[:, None]
 
         colours.finish_map = finish_map
     if at.scorer is not None:
-        out["style_score_before"], out["style_score_after"] = round(at.score(0.0), 4), round(at.score(k), 4)
+        out["style_score_before"] = round(at.score(0.0, 0.0), 4)
+        out["style_score_after"] = round(at.score(k, kl), 4)
     if config.palette_bound > 0:
-        out["bound_met"] = at.ratio(k) <= config.palette_bound
+        out["bound_met"] = at.ratio(k, kl) <= config.palette_bound
     return {
         **out,
         "fitted": True,
         "blend": round(k, 4),
-        "ratio_after": round(at.ratio(k), 4),
-        "ssim_after": round(at.ssim(k), 4),
+        "lightness_blend": round(kl, 4),
+        "ratio_after": round(at.ratio(k, kl), 4),
+        "ssim_after": round(at.ssim(k, kl), 4),
     }
 
 
 class _Measures:
-    """The views' colour ratio, luminance SSIM and style score at a blend k, each computed once per k (the
-    renders of the last k asked are kept for the other measures of that k)."""
+    """The views' colour ratio, luminance SSIM and style score at blends (k, kL), each computed once per
+    pair (the renders of the last pair asked are kept for the other measures of that pair)."""
 
     def __init__(self, views, render_fn, base: Tensor, style_lab: Tensor):
         from ..metrics.colour import sorted_distance, sorted_projections
@@ -223,31 +311,33 @@ class _Measures:
         self.style_sorted = sorted_projections(style_lab)  # once: every ratio compares against it
         pixels = _lab_pixels(views.originals, views.masks)
         self.d0 = sorted_distance(sorted_projections(pixels), self.style_sorted)
-        self.values: dict[tuple[str, float], float] = {}
-        self.last: tuple[float, list[Tensor]] | None = None
+        self.values: dict[tuple[str, float, float], float] = {}
+        self.last: tuple[tuple[float, float], list[Tensor]] | None = None
 
-    def images(self, k: float) -> list[Tensor]:
-        if self.last is None or self.last[0] != k:
+    def images(self, k: float, kl: float) -> list[Tensor]:
+        if self.last is None or self.last[0] != (k, kl):
             with torch.no_grad():
-                rgb = self.base if self.lattice is None or k == 0 else self.lattice(self.base, k)
-                self.last = (k, [i.double().cpu() for i in self.render_fn(rgb, range(len(self.views.masks)))])
+                blended = self.lattice is not None and (k > 0 or kl > 0)
+                rgb = self.lattice(self.base, k, kl) if blended else self.base
+                images = [i.double().cpu() for i in self.render_fn(rgb, range(len(self.views.masks)))]
+            self.last = ((k, kl), images)
         return self.last[1]
 
-    def _value(self, name: str, k: float, compute) -> float:
-        if (name, k) not in self.values:
-            self.values[(name, k)] = float(compute(self.images(k)))
-        return self.values[(name, k)]
+    def _value(self, name: str, k: float, kl: float, compute) -> float:
+        if (name, k, kl) not in self.values:
+            self.values[(name, k, kl)] = float(compute(self.images(k, kl)))
+        return self.values[(name, k, kl)]
 
-    def ratio(self, k: float) -> float:
+    def ratio(self, k: float, kl: float) -> float:
         from ..metrics.colour import sorted_distance, sorted_projections
 
         def compute(images):
             pixels = _lab_pixels(images, [m.cpu() for m in self.views.masks])
             return sorted_distance(sorted_projections(pixels), self.style_sorted) / self.d0
 
-        return self._value("ratio", k, compute)
+        return self._value("ratio", k, kl, compute)
 
-    def ssim(self, k: float) -> float:
+    def ssim(self, k: float, kl: float) -> float:
         from ..metrics.colour import luminance_ssim_sums
 
         def compute(images):
@@ -257,10 +347,10 @@ class _Measures:
                 total, count = total + s, count + n
             return total / max(count, 1)
 
-        return self._value("ssim", k, compute)
+        return self._value("ssim", k, kl, compute)
 
-    def score(self, k: float) -> float:
-        return self._value("score", k, lambda images: self.scorer(images, self.views.masks))
+    def score(self, k: float, kl: float) -> float:
+        return self._value("score", k, kl, lambda images: self.scorer(images, self.views.masks))
 
 
 def _style_scorer(style, config, out: dict):
