@@ -12,10 +12,16 @@ from bpy.props import (
     StringProperty,
 )
 
+from ._shared import shared_module
+
 PRESETS = [
     ("preview", "Preview", "A quick look: few, small steps (tens of seconds on a CPU)"),
-    ("fast", "Fast", "The CPU default: weight-free guidance, a few minutes"),
-    ("painterly", "Painterly", "Magenta's learned style network paints every view (CPU, no download)"),
+    ("fast", "Fast", "Weight-free guidance: the painting's palette in soft blotches, a few minutes"),
+    (
+        "painterly",
+        "Painterly",
+        "The default: Magenta's learned style network paints every view (CPU)",
+    ),
     ("paper", "Paper", "StyleMe3D's full schedule with the diffusion models (a GPU)"),
 ]
 CAMERA_SOURCES = [
@@ -69,7 +75,7 @@ class SplatbrushSettings(bpy.types.PropertyGroup):
         subtype="DISTANCE",
         description="Blend the style out over this distance around the chosen splats (0: a hard edge)",
     )
-    preset: EnumProperty(name="Preset", items=PRESETS, default="fast")
+    preset: EnumProperty(name="Preset", items=PRESETS, default=shared_module("payloads").DEFAULT_PRESET)
     steps: IntProperty(name="Steps", default=0, min=0, max=100000, description="0: the preset's number")
     size: IntProperty(name="Size", default=0, min=0, max=4096, description="Render size (px); 0: preset's")
     seed: IntProperty(name="Seed", default=0, min=0)

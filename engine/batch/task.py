@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from shared_protocol import DEFAULT_PRESET
 from shared_protocol.splatfile import SplatArrays, read_splats, write_splats
 
 
@@ -104,7 +105,7 @@ def run_combo(task: ComboTask) -> dict[str, Any]:
     device = task_device(task)
     s = task.settings
     config = StylizeConfig.from_preset(
-        s.get("preset", "fast"),
+        s.get("preset", DEFAULT_PRESET),
         steps=s.get("steps"),
         size=s.get("size"),
         views=s.get("views"),

@@ -23,11 +23,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="stylize a generated demo object with a generated painting (no data or models needed)",
         description="Build a demo Gaussian object and a brush-stroke painting procedurally, stylize the "
-        "object with the weight-free default (preset fast) and write inputs, result, contact sheet, loss "
-        "curves and report into DIR.",
+        "object with the default preset (painterly: Magenta's learned style networks from a PyPI wheel; "
+        "fast, the weight-free guidance, without it) and write inputs, result, contact sheet, loss curves "
+        "and report into DIR.",
     )
     p.add_argument("-o", "--output", required=True, help="output folder (created)")
-    add_settings_arguments(p)  # --preset (default fast), --steps, --size, --views, --seed, --set, ...
+    add_settings_arguments(p)  # --preset (default: the default preset), --steps, --size, ...
     p.add_argument(
         "--gaussians", type=int, default=15000, help="Gaussians in the demo object (default: 15000)"
     )
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..demo import demo_scene, demo_style_image
     from ..scene.io import save_scene
-    from ..stylize import StylizeConfig, stylize
+    from ..stylize import StylizeConfig, default_preset, stylize
     from ..stylize.outputs import write_outputs
     from .stylize import print_summary
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     style = demo_style_image(seed=args.seed)
     save_scene(scene, out / "scene.ply")
     Image.fromarray(style).save(out / "style.png")
-    settings = job_settings(args, args.preset or "fast")
+    settings = job_settings(args, args.preset or default_preset(args.device))
     config = StylizeConfig.from_settings(settings, progress_bar=not args.quiet)
     print(
         f"demo: {scene.num_gaussians} Gaussians, {config.steps} steps at {config.size} px, "

@@ -23,7 +23,7 @@ def add_settings_arguments(p: argparse.ArgumentParser, views: bool = True, devic
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        help="settings preset (default: paper on a GPU with the models downloaded, else fast)",
+        help="settings preset (default: paper on a GPU with the models downloaded, else painterly)",
     )
     if views:
         p.add_argument("--views", type=int, help="number of orbit views (default: the preset's)")

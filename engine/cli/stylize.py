@@ -1,6 +1,6 @@
-"""`splatbrush stylize SCENE --style IMG -o OUT.ply [--preset fast|paper|preview] [--cameras FILE | --views N]
-[--size PX] [--steps N] [--seed S] [--device auto|cpu|cuda] [--style-strength S] [--up AXIS] [--prompt TEXT]
-[--set KEY=VALUE ...] [--mask MASK.npy] [--checkpoint-dir DIR]`
+"""`splatbrush stylize SCENE --style IMG -o OUT.ply [--preset painterly|fast|paper|preview]
+[--cameras FILE | --views N] [--size PX] [--steps N] [--seed S] [--device auto|cpu|cuda] [--style-strength S]
+[--up AXIS] [--prompt TEXT] [--set KEY=VALUE ...] [--mask MASK.npy] [--checkpoint-dir DIR]`
 
 Writes OUT.ply (the stylized scene) and beside it OUT.contact.png (original vs stylized views),
 OUT.losses.png (loss curves) and OUT.report.json (settings, timings, loss history, metrics).

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from shared_protocol import DEFAULT_PRESET
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from ..server.cli_common import add_client_args
@@ -13,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("submit", help="send a stylization job to an engine", description=__doc__)
     p.add_argument("scene", help="input scene (.ply, .compressed.ply, .splat)")
     p.add_argument("--style", required=True, help="style image (jpg/png)")
-    p.add_argument("--preset", default="fast", help="settings preset (default: fast)")
+    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"settings preset (default: {DEFAULT_PRESET})")
     p.add_argument("--steps", type=int)
     p.add_argument("--size", type=int)
     p.add_argument("--views", type=int)

@@ -42,7 +42,7 @@ from .colours import ColourParams
 from .config import StylizeConfig
 from .guidance_set import JobGuidance, build_job_guidance
 from .palette import palette_finish
-from .parts import resolve_device
+from .parts import default_preset, resolve_device
 from .report import StageTimer, final_metrics, to_uint8, versions
 from .views import PreparedViews, Stopped, job_cameras, prepare_views
 
@@ -165,7 +165,7 @@ def check_inputs(scene, style_image, cameras, config, mask=None):
     if min(style.shape[:2]) < 8:
         raise ValueError(f"style_image is too small ({style.shape[1]}x{style.shape[0]}); give at least 8x8")
     if config is None:
-        config = StylizeConfig.from_preset("fast")
+        config = StylizeConfig.from_preset(default_preset())
     if not isinstance(config, StylizeConfig):
         raise TypeError(
             f"config must be a StylizeConfig (StylizeConfig.from_preset(...)), got {type(config)}"

@@ -2,7 +2,7 @@
 
 default_cameras(scene, views, size)   orbit views in adjacency order
 resolve_device("auto")                CUDA when present, else CPU
-default_preset(device)                "paper" on a GPU with every model downloaded, else "fast"
+default_preset(device)                "paper" on a GPU with every model downloaded, else "painterly"
 build_guidance(name, config, style, device)   from the guidance registry
 resolve_guidance(config)              which of the asked-for guidance can run here
 """
@@ -51,11 +51,14 @@ def resolve_device(device: str = "auto") -> str:
 
 def default_preset(device: str = "auto") -> str:
     """The preset a job gets when none is named: the full method ("paper") on a GPU whose model-based
-    guidance is all downloaded, else the CPU default ("fast")."""
+    guidance is all downloaded, else the CPU default (shared_protocol.DEFAULT_PRESET, "painterly", which
+    runs "fast" where its style network is not installed)."""
+    from shared_protocol import DEFAULT_PRESET
+
     on_gpu = resolve_device(device).startswith("cuda")
     if on_gpu and all(registry.get(n).available() for n in PAPER_GUIDANCE):
         return "paper"
-    return "fast"
+    return DEFAULT_PRESET
 
 
 # ---------------------------------------------------------------------------------------------- guidance

@@ -26,6 +26,10 @@ def test_installed_extension_uses_its_bundled_wheel_and_vendored_package(addon):
     assert hasattr(bpy.types, "SPLATBRUSH_OT_stylize") and hasattr(bpy.types.Scene, "splatbrush")
     __import__(addon + ".vendor.shared_protocol.client")
     assert "engine" not in sys.modules and "torch" not in sys.modules
+    # a new scene's Stylize settings start on the project's one default preset
+    __import__(addon + ".vendor.shared_protocol.payloads")
+    default = sys.modules[addon + ".vendor.shared_protocol.payloads"].DEFAULT_PRESET
+    assert bpy.context.scene.splatbrush.preset == default == "painterly"
 
 
 @pytest.mark.parametrize("name", ["donut.ply", "inria_sh3_scene.ply"])
