@@ -235,3 +235,19 @@ def test_the_lattice_lightness_replaces_a_curve_that_keeps_the_map_off_the_bound
     fin = r.report["palette_finish"]
     assert fin["lightness"] == "lattice" and fin["blend"] == fin["lightness_blend"] == 1.0
     assert fin["ratio_after"] < fin["ratio_before"]
+
+
+@pytest.mark.cuda
+def test_the_finish_on_cuda_meets_its_bound_like_the_cpu_job():
+    """The map is fitted on the CPU and read on the job's device: a CUDA job runs the whole finish, keeps
+    the geometry and lands on the same blend as the CPU job, up to the renderers' float differences."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    scene, style = _scene(), _style()
+    cfg = {"palette_bound": 0.01, "palette_search": True, "render_backend": "torch"}
+    cpu = stylize(scene, style, cameras=_cams(), config=_finish_config(**cfg, device="cpu"))
+    gpu = stylize(scene, style, cameras=_cams(), config=_finish_config(**cfg, device="cuda"))
+    a, b = cpu.report["palette_finish"], gpu.report["palette_finish"]
+    assert b["fitted"] and b["ratio_after"] < b["ratio_before"]
+    assert abs(a["ratio_after"] - b["ratio_after"]) < 0.05 and abs(a["blend"] - b["blend"]) < 0.1
+    assert gpu.scene.to("cpu").geometry_equal(scene)

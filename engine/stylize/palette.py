@@ -77,7 +77,7 @@ class PaletteMap:
         lab0 = srgb_to_lab(colours)
         lab1 = srgb_to_lab(colours + lattice_offset(colours, self.offsets))
         if self.lightness is not None:
-            knots, values = (t.to(lab0.dtype) for t in self.lightness)
+            knots, values = (t.to(device=lab0.device, dtype=lab0.dtype) for t in self.lightness)
             lab1 = torch.cat([_interp(lab0[:, :1], knots, values), lab1[:, 1:]], dim=1)
         weights = lab0.new_tensor([float(lightness), float(blend), float(blend)])
         return lab_to_srgb(lab0 + weights * (lab1 - lab0))
@@ -92,6 +92,7 @@ def _interp(x: Tensor, knots: Tensor, values: Tensor) -> Tensor:
 
 def lattice_offset(colours: Tensor, offsets: Tensor) -> Tensor:
     """Trilinear read of the lattice `offsets` [3, L, L, L] at `colours` [N, 3] -> [N, 3]."""
+    offsets = offsets.to(colours.device)  # the map is fitted on the CPU; it reads colours anywhere
     # grid_sample's last grid axis is (x, y, z) = (W, H, D) = (b, g, r)
     grid = (colours.clamp(0, 1) * 2 - 1).flip(-1)[None, :, None, None].to(offsets.dtype)  # [1, N, 1, 1, 3]
     out = F.grid_sample(offsets[None], grid, mode="bilinear", padding_mode="border", align_corners=True)
@@ -252,22 +253,27 @@ def palette_finish(views, colours, style, config, scene) -> dict | None:
     from ..metrics.colour import style_pixels_lab
 
     style_lab = style_pixels_lab(style)
-    base = dc_to_rgb(colours.free_dc().detach()[:, 0])  # [N, 3]
+    # the map, its fit and the measures live on the CPU (small tensors, one code path); only the renders
+    # run on the job's device, so the colours go there and the images come back
+    free = colours.free_dc().detach()  # [N, 1, 3] on the job's device
+    base = dc_to_rgb(free[:, 0]).cpu()  # [N, 3]
+    masks = [m.cpu() for m in views.masks]
 
     def render_fn(rgb: Tensor, ids: Sequence[int]) -> list[Tensor]:
-        sh = colours.sh_from_free(rgb_to_dc(rgb)[:, None])
+        dc = rgb_to_dc(rgb.to(free.device))[:, None]
+        sh = colours.sh_from_free(dc)
 
         def full() -> Tensor:
-            return colours.sh_from_free(rgb_to_dc(rgb)[:, None], all_bands=True)
+            return colours.sh_from_free(dc, all_bands=True)
 
-        return [views.render(v, sh, scene, config.render_backend, full) for v in ids]
+        return [views.render(v, sh, scene, config.render_backend, full).cpu() for v in ids]
 
-    at = _Measures(views, render_fn, base, style_lab)
+    at = _Measures(views, render_fn, base, style_lab, masks)
     out = {"ratio_before": round(at.ratio(0, 0), 4), "ssim_before": round(at.ssim(0, 0), 4), "fitted": False}
     if config.palette_blend <= 0 and not config.palette_search and at.ratio(0, 0) <= config.palette_bound:
         return {**out, "blend": 0.0, "ratio_after": out["ratio_before"], "ssim_after": out["ssim_before"]}
-    lattice = fit_palette_map(render_fn, views.masks, style_lab, base, seed=config.seed)
-    lattice.lightness = fit_lightness_curve(render_fn, views.masks, base, lattice)
+    lattice = fit_palette_map(render_fn, masks, style_lab, base, seed=config.seed)
+    lattice.lightness = fit_lightness_curve(render_fn, masks, base, lattice)
     at.lattice = lattice
     at.scorer = _style_scorer(style, config, out) if config.palette_search else None
 
@@ -315,14 +321,15 @@ class _Measures:
     """The views' colour ratio, luminance SSIM and style score at blends (k, kL), each computed once per
     pair (the renders of the last pair asked are kept for the other measures of that pair)."""
 
-    def __init__(self, views, render_fn, base: Tensor, style_lab: Tensor):
+    def __init__(self, views, render_fn, base: Tensor, style_lab: Tensor, masks: list[Tensor]):
         from ..metrics.colour import sorted_distance, sorted_projections
 
-        self.views, self.render_fn, self.base = views, render_fn, base
+        self.render_fn, self.base, self.masks = render_fn, base, masks  # on the CPU
         self.lattice: PaletteMap | None = None
         self.scorer = None
         self.style_sorted = sorted_projections(style_lab)  # once: every ratio compares against it
-        pixels = _lab_pixels(views.originals, views.masks)
+        self.originals = [o.cpu() for o in views.originals]
+        pixels = _lab_pixels(self.originals, masks)
         self.d0 = sorted_distance(sorted_projections(pixels), self.style_sorted)
         self.values: dict[tuple[str, float, float], float] = {}
         self.last: tuple[tuple[float, float], list[Tensor]] | None = None
@@ -332,7 +339,7 @@ class _Measures:
             with torch.no_grad():
                 blended = self.lattice is not None and (k > 0 or kl > 0)
                 rgb = self.lattice(self.base, k, kl) if blended else self.base
-                images = [i.double().cpu() for i in self.render_fn(rgb, range(len(self.views.masks)))]
+                images = [i.double().cpu() for i in self.render_fn(rgb, range(len(self.masks)))]
             self.last = ((k, kl), images)
         return self.last[1]
 
@@ -351,7 +358,7 @@ class _Measures:
         from ..metrics.colour import sorted_distance, sorted_projections
 
         def compute(images):
-            pixels = _lab_pixels(images, [m.cpu() for m in self.views.masks])
+            pixels = _lab_pixels(images, self.masks)
             return sorted_distance(sorted_projections(pixels), self.style_sorted) / self.d0
 
         return self._value("ratio", k, kl, compute)
@@ -361,15 +368,15 @@ class _Measures:
 
         def compute(images):
             total = count = 0
-            for o, i, m in zip(self.views.originals, images, self.views.masks, strict=True):
-                s, n = luminance_ssim_sums(o.double().cpu(), i, m.cpu())
+            for o, i, m in zip(self.originals, images, self.masks, strict=True):
+                s, n = luminance_ssim_sums(o.double(), i, m)
                 total, count = total + s, count + n
             return total / max(count, 1)
 
         return self._value("ssim", k, kl, compute)
 
     def score(self, k: float, kl: float) -> float:
-        return self._value("score", k, kl, lambda images: self.scorer(images, self.views.masks))
+        return self._value("score", k, kl, lambda images: self.scorer(images, self.masks))
 
 
 def _style_scorer(style, config, out: dict):
@@ -389,8 +396,10 @@ def _style_scorer(style, config, out: dict):
     painting = style_to_tensor(style.copy(), config.device)[0]
 
     def score(images, masks) -> float:  # view by view: views may differ in size
+        dev = painting.device
         total = sum(
-            style_score(i.float(), m.float(), painting, nets=nets) for i, m in zip(images, masks, strict=True)
+            style_score(i.float().to(dev), m.float().to(dev), painting, nets=nets)
+            for i, m in zip(images, masks, strict=True)
         )
         return total / len(images)
 
