@@ -54,9 +54,8 @@ def rasterize_gsplat(
     def f32(t: Tensor) -> Tensor:
         return t.to(dtype)
 
-    bg = torch.cat(
-        [background.to(device=device, dtype=dtype).reshape(3), torch.zeros(1, device=device, dtype=dtype)]
-    )
+    # RGB only: with "RGB+ED" gsplat appends the depth channel's background (0) itself
+    bg = background.to(device=device, dtype=dtype).reshape(3)
 
     colors, alphas, _meta = rasterization(
         means=f32(scene.means),
@@ -73,7 +72,7 @@ def rasterize_gsplat(
         eps2d=EPS2D,
         sh_degree=deg,
         packed=packed,
-        backgrounds=bg[None],  # [1, 4]: RGB background, 0 for the depth channel
+        backgrounds=bg[None],  # [1, 3]
         render_mode="RGB+ED",
         rasterize_mode="classic",
     )
