@@ -130,6 +130,7 @@ def run_size(base, n: int, tmp: Path, style: Path, extra: list[str], profile: bo
     report_path = out.with_suffix(".report.json")
     report = json.loads(report_path.read_text())
     row["timings"] = {k: v["total_s"] for k, v in report.get("timings", {}).items()}
+    row["server_estimate_gb"] = _server_estimate(report["settings"], n, int(base.sh.shape[1])) / 1e9
     row["metrics"] = report.get("metrics", {})
     for p in tmp.glob(f"out_{n}*"):
         p.unlink()
@@ -138,6 +139,15 @@ def run_size(base, n: int, tmp: Path, style: Path, extra: list[str], profile: bo
 
         pstats.Stats(str(tmp / f"prof_{n}.out")).sort_stats("cumulative").print_stats(30)
     return row
+
+
+def _server_estimate(settings: dict, n: int, sh_coeffs: int) -> int:
+    """The memory the engine server would reserve for this job at submit (engine/server/estimate.py)."""
+    from engine.server.estimate import estimate_job
+
+    s = settings
+    args = (s["steps"], s["size"], s["views"], s["views_per_step"], n, sh_coeffs, None, s["device"])
+    return estimate_job(*args).memory_bytes
 
 
 def strokes_only(base, sizes: list[int]) -> None:
@@ -194,6 +204,7 @@ def main() -> int:
             if "error" in row:
                 print(row["error"])
                 continue
+            print(f"   the server's estimate at submit: {row['server_estimate_gb']:.2f} GB")
             stages = sorted(row["timings"].items(), key=lambda kv: -kv[1])
             print("   " + ", ".join(f"{k} {v:.1f}" for k, v in stages))
     print(json.dumps(rows, indent=1))

@@ -4,7 +4,9 @@ pre-render ~1.6 TB of views before its first step).
 
 The model is deliberately simple and errs high: per prepared view, the original render, alpha mask and RGB
 target (16 B/px) plus the colour cache's (pixel, Gaussian) pairs (~16 per pixel, 16 B each); per Gaussian,
-its parameters with gradient and Adam state; a fixed allowance for the renderer and guidance. The time
+its parameters with gradient and Adam state, plus the job's working copies of it (the loaded scene, the
+colour cache's per-Gaussian tables, the palette finish's colours, the written outputs); a fixed allowance
+for the renderer and guidance. The time
 model is calibrated on this project's CPU timings (fast preset, donut: ~34 s); it only catches absurd jobs.
 """
 
@@ -18,8 +20,13 @@ BYTES_PER_VIEW_PIXEL = 16 + 16 * 16
 """originals [3] + mask [1] + targets... (float32) + colour-cache pairs (16 per pixel x 16 B)."""
 BYTES_PER_GAUSSIAN_COEFF = 4 * 4
 """float32 parameter + gradient + Adam m and v."""
-BASE_BYTES = 512 * 2**20
-"""Renderer workspace and guidance modules beyond the views and Gaussians."""
+BYTES_PER_GAUSSIAN = 640
+"""The job's working copies per Gaussian, whatever its SH degree. Measured with the default preset on donut
+replicas (SH0, benchmarks/bench_scale.py): peak RSS grows 833 B per Gaussian from 1.2M to 2.4M, against
+17 x 16 = 272 B for the parameters alone; 640 + 272 = 912 B keeps the estimate above it."""
+BASE_BYTES = 2**30
+"""Renderer workspace, torch and the guidance modules beyond the views and Gaussians (the same replicas: the
+peak RSS extrapolates to 1.19 GB at no Gaussians, of which the 12 views' share is 0.21 GB here)."""
 SECONDS_PER_PIXEL_STEP = {"cpu": 2e-6, "cuda": 5e-8, "mps": 2e-7}
 SECONDS_PER_GAUSSIAN_STEP = {"cpu": 1e-6, "cuda": 2e-8, "mps": 1e-7}
 
@@ -57,7 +64,12 @@ def estimate_job(
     view_px = sum(pixels)
     px_per_step = max(pixels) * max(1, views_per_step)
     coeffs = num_gaussians * (sh_coeffs * 3 + 14)
-    memory = BASE_BYTES + view_px * BYTES_PER_VIEW_PIXEL + coeffs * BYTES_PER_GAUSSIAN_COEFF
+    memory = (
+        BASE_BYTES
+        + view_px * BYTES_PER_VIEW_PIXEL
+        + coeffs * BYTES_PER_GAUSSIAN_COEFF
+        + num_gaussians * BYTES_PER_GAUSSIAN
+    )
     kind = device.split(":")[0] if device.split(":")[0] in SECONDS_PER_PIXEL_STEP else "cpu"
     per_step = px_per_step * SECONDS_PER_PIXEL_STEP[kind] + num_gaussians * SECONDS_PER_GAUSSIAN_STEP[kind]
     prepare = len(pixels) * (max(pixels) * SECONDS_PER_PIXEL_STEP[kind] * 4)
