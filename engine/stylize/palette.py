@@ -268,7 +268,7 @@ def palette_finish(views, colours, style, config, scene) -> dict | None:
 
         return [views.render(v, sh, scene, config.render_backend, full).cpu() for v in ids]
 
-    at = _Measures(views, render_fn, base, style_lab, masks)
+    at = _Measures(render_fn, base, style_lab, [o.cpu() for o in views.originals], masks)
     out = {"ratio_before": round(at.ratio(0, 0), 4), "ssim_before": round(at.ssim(0, 0), 4), "fitted": False}
     if config.palette_blend <= 0 and not config.palette_search and at.ratio(0, 0) <= config.palette_bound:
         return {**out, "blend": 0.0, "ratio_after": out["ratio_before"], "ssim_after": out["ssim_before"]}
@@ -321,15 +321,17 @@ class _Measures:
     """The views' colour ratio, luminance SSIM and style score at blends (k, kL), each computed once per
     pair (the renders of the last pair asked are kept for the other measures of that pair)."""
 
-    def __init__(self, views, render_fn, base: Tensor, style_lab: Tensor, masks: list[Tensor]):
+    def __init__(
+        self, render_fn, base: Tensor, style_lab: Tensor, originals: list[Tensor], masks: list[Tensor]
+    ):
+        """Every tensor given is on the CPU: base [N, 3], style_lab [P, 3], originals and masks per view."""
         from ..metrics.colour import sorted_distance, sorted_projections
 
-        self.render_fn, self.base, self.masks = render_fn, base, masks  # on the CPU
+        self.render_fn, self.base, self.originals, self.masks = render_fn, base, originals, masks
         self.lattice: PaletteMap | None = None
         self.scorer = None
         self.style_sorted = sorted_projections(style_lab)  # once: every ratio compares against it
-        self.originals = [o.cpu() for o in views.originals]
-        pixels = _lab_pixels(self.originals, masks)
+        pixels = _lab_pixels(originals, masks)
         self.d0 = sorted_distance(sorted_projections(pixels), self.style_sorted)
         self.values: dict[tuple[str, float, float], float] = {}
         self.last: tuple[tuple[float, float], list[Tensor]] | None = None

@@ -3,6 +3,7 @@ register/unregister hygiene."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 
@@ -27,8 +28,7 @@ def test_installed_extension_uses_its_bundled_wheel_and_vendored_package(addon):
     __import__(addon + ".vendor.shared_protocol.client")
     assert "engine" not in sys.modules and "torch" not in sys.modules
     # a new scene's Stylize settings start on the project's one default preset
-    __import__(addon + ".vendor.shared_protocol.payloads")
-    default = sys.modules[addon + ".vendor.shared_protocol.payloads"].DEFAULT_PRESET
+    default = importlib.import_module(addon + ".vendor.shared_protocol.payloads").DEFAULT_PRESET
     assert bpy.context.scene.splatbrush.preset == default == "painterly"
 
 
